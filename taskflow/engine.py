@@ -1,0 +1,309 @@
+"""The engine: one object the API server, housekeeping and the operator share.
+
+Submission commits to PostgreSQL first (the client is told "accepted" only after the
+commit), then makes the tasks dispatchable in Redis. A task whose Redis step did not
+happen is found by housekeeping (``taskflow.housekeeping``) and dispatched then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from taskflow.batching import Coalescer
+from taskflow.config import Settings
+from taskflow.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
+from taskflow.keys import QueueRef
+from taskflow.models import (
+    QueueStats,
+    RetryPolicy,
+    SubmitResult,
+    TaskRecord,
+    TaskState,
+    TaskSubmission,
+    new_task_id,
+    parse_task_id,
+    utcnow,
+)
+from taskflow.queue.dispatch import Dispatcher, EnqueueItem, RateLimit
+from taskflow.store.tasks import NewTask, TaskStore
+
+log = logging.getLogger("taskflow.engine")
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
+
+
+@dataclass(frozen=True)
+class QueueDefaults:
+    max_retries: int
+    retry: RetryPolicy
+
+
+def enqueue_item(task: TaskRecord, *, ready_now: bool = False) -> EnqueueItem:
+    """How a recorded task is handed to Redis (at submission and when rebuilding)."""
+    due = task.run_at if task.run_at and not ready_now else None
+    return EnqueueItem(
+        id=task.id,
+        blob=task.dispatch_blob(),
+        priority=task.priority,
+        due_ms=int(due.timestamp() * 1000) if due else 0,
+        deliveries=task.attempts,
+        failures=task.failures,
+        concurrency_key=task.concurrency_key,
+        concurrency_limit=task.concurrency_limit,
+    )
+
+
+class Engine:
+    def __init__(self, settings: Settings, store: TaskStore, dispatcher: Dispatcher) -> None:
+        self.settings = settings
+        self.store = store
+        self.dispatcher = dispatcher
+        self._submits: Coalescer[TaskSubmission, SubmitResult] = Coalescer(self._submit_batch)
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> Engine:
+        try:
+            store = await TaskStore.open(settings)
+        except Exception as exc:
+            raise Unavailable(f"PostgreSQL at {_redact(settings.database_url)}: {exc}") from exc
+        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=False)
+        return cls(settings, store, Dispatcher(client))
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.dispatcher.redis.aclose()
+
+    async def check_ready(self) -> None:
+        """Raise ``Unavailable`` unless both PostgreSQL and Redis answer."""
+        try:
+            await self.store.ping()
+            await self.dispatcher.redis.ping()
+        except UNAVAILABLE_ERRORS as exc:
+            raise Unavailable(str(exc)) from exc
+
+    # -- submission ---------------------------------------------------------------------------
+
+    def defaults_for(self, ref: QueueRef) -> QueueDefaults:
+        r = self.settings.retry
+        return QueueDefaults(
+            max_retries=self.settings.default_max_retries,
+            retry=RetryPolicy(
+                initial_seconds=r.initial_seconds,
+                multiplier=r.multiplier,
+                max_seconds=r.max_seconds,
+            ),
+        )
+
+    def check_payload(self, spec: TaskSubmission, field: str) -> None:
+        size = len(json.dumps(spec.payload))
+        if size > self.settings.max_payload_bytes:
+            raise PayloadTooLarge(field, size, self.settings.max_payload_bytes)
+
+    async def submit(self, specs: Sequence[TaskSubmission]) -> list[SubmitResult]:
+        """Record tasks durably, then dispatch them. Concurrent calls share one commit."""
+        if not specs:
+            raise InvalidArgument("tasks", "at least one task is required")
+        return list(await self._submits.submit(specs))
+
+    async def _submit_batch(self, specs: Sequence[TaskSubmission]) -> list[SubmitResult]:
+        now = utcnow()
+        new: list[NewTask] = []
+        for spec in specs:
+            d = self.defaults_for(spec.queue_ref)
+            due = spec.due_at(now)
+            new.append(
+                NewTask(
+                    id=new_task_id(),
+                    spec=spec,
+                    state=TaskState.SCHEDULED if due > now else TaskState.QUEUED,
+                    run_at=due,
+                    max_retries=d.max_retries if spec.max_retries is None else spec.max_retries,
+                    retry=spec.retry or d.retry,
+                )
+            )
+        try:
+            results = await self.store.insert(new)
+        except UNAVAILABLE_ERRORS as exc:
+            raise Unavailable(f"PostgreSQL: {exc}") from exc
+        created = {r.task_id for r in results if r.created}
+        await self._dispatch_new([t for t in new if t.id in created])
+        return results
+
+    async def _dispatch_new(self, tasks: Sequence[NewTask]) -> None:
+        by_queue: dict[QueueRef, list[EnqueueItem]] = defaultdict(list)
+        for t in tasks:
+            s = t.spec
+            blob_record = _as_record(t)
+            by_queue[s.queue_ref].append(enqueue_item(blob_record))
+        for ref, items in by_queue.items():
+            try:
+                await self.dispatcher.enqueue(ref, items)
+            except UNAVAILABLE_ERRORS as exc:
+                # Already durable: housekeeping dispatches them once Redis is back.
+                log.warning(
+                    "redis unavailable; %d task(s) of %s wait for the sweep: %s",
+                    len(items),
+                    ref,
+                    exc,
+                )
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get(self, task_id: str, *, with_attempts: bool = False) -> TaskRecord:
+        tid = parse_task_id(task_id)
+        try:
+            task = await self.store.get(tid, with_attempts=with_attempts)
+        except UNAVAILABLE_ERRORS as exc:
+            raise Unavailable(f"PostgreSQL: {exc}") from exc
+        if task is None:
+            raise NotFound(f"task {tid} not found")
+        return task
+
+    async def list_tasks(
+        self,
+        *,
+        namespace: str,
+        queue: str | None,
+        states: Sequence[str],
+        page_size: int,
+        page_token: str | None,
+    ) -> tuple[list[TaskRecord], str | None]:
+        for i, s in enumerate(states):
+            if s not in TaskState.__members__.values():
+                raise InvalidArgument(
+                    f"states[{i}]", f"unknown state {s!r}; one of {', '.join(TaskState)}"
+                )
+        if page_size < 0 or page_size > 1000:
+            raise InvalidArgument("page_size", "must be between 1 and 1000 (0 = 100)")
+        size = page_size or 100
+        before = parse_task_id(page_token, "page_token") if page_token else None
+        rows = await self.store.list_tasks(
+            namespace=namespace or "default",
+            queue=queue or None,
+            states=list(states),
+            limit=size + 1,
+            before_id=before,
+        )
+        more = len(rows) > size
+        rows = rows[:size]
+        return rows, (rows[-1].id if more else None)
+
+    async def queue_stats(self, ref: QueueRef) -> QueueStats:
+        now_ms = int(utcnow().timestamp() * 1000)
+        try:
+            counts = await self.dispatcher.counts(ref, now_ms)
+        except UNAVAILABLE_ERRORS as exc:
+            raise Unavailable(f"Redis: {exc}") from exc
+        return QueueStats(
+            namespace=ref.namespace,
+            queue=ref.name,
+            ready=counts["ready"],
+            scheduled=counts["scheduled"],
+            due_delayed=counts["due_delayed"],
+            running=counts["running"],
+            succeeded=counts["succeeded"],
+            failed=counts["failed"],
+            cancelled=counts["cancelled"],
+            dead_letters=counts["failed"],
+        )
+
+    async def list_queues(self, namespace: str | None) -> list[QueueStats]:
+        refs = await self.dispatcher.queues()
+        return [
+            await self.queue_stats(r) for r in refs if not namespace or r.namespace == namespace
+        ]
+
+    # -- control ------------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str) -> TaskRecord:
+        """Cancel a task: a waiting one at once, a running one at its worker's next heartbeat."""
+        task = await self.get(task_id)
+        if task.done:
+            return task
+        updated = await self.store.mark_cancelled(task.id)
+        if updated is None:
+            raise NotFound(f"task {task.id} not found")
+        try:
+            await self.dispatcher.cancel(task.queue_ref, task.id)
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("redis unavailable while cancelling %s: %s", task.id, exc)
+        return updated
+
+    async def dead_letters(
+        self, ref: QueueRef, page_size: int, page_token: str | None
+    ) -> tuple[list[TaskRecord], str | None]:
+        return await self.list_tasks(
+            namespace=ref.namespace,
+            queue=ref.name,
+            states=[TaskState.FAILED.value],
+            page_size=page_size,
+            page_token=page_token,
+        )
+
+    async def replay(self, ref: QueueRef, task_ids: Sequence[str]) -> list[str]:
+        ids = [parse_task_id(t, f"task_ids[{i}]") for i, t in enumerate(task_ids)]
+        tasks = await self.store.reset_for_replay(ref.namespace, ref.name, ids or None)
+        if tasks:
+            await self.dispatcher.enqueue(ref, [enqueue_item(t, ready_now=True) for t in tasks])
+        return [t.id for t in tasks]
+
+    async def set_rate_limit(self, ref: QueueRef, rate: RateLimit | None) -> None:
+        await self.dispatcher.register_queue(ref)
+        await self.dispatcher.set_rate_limit(ref, rate)
+
+
+def _as_record(t: NewTask) -> TaskRecord:
+    s = t.spec
+    now = utcnow()
+    return TaskRecord(
+        id=t.id,
+        namespace=s.namespace,
+        queue=s.queue,
+        handler=s.handler,
+        state=t.state,
+        payload=s.payload,
+        priority=s.priority,
+        attempts=0,
+        failures=0,
+        max_retries=t.max_retries,
+        timeout_seconds=s.timeout_seconds,
+        retry=t.retry,
+        idempotency_key=s.idempotency_key,
+        concurrency_key=s.concurrency_key,
+        concurrency_limit=s.concurrency_limit,
+        labels=dict(s.labels),
+        created_at=now,
+        run_at=t.run_at,
+        started_at=None,
+        finished_at=None,
+        updated_at=now,
+    )
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def as_datetime_ms(ms: int) -> datetime:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -1,0 +1,34 @@
+"""Domain errors, mapped to gRPC status codes once, at the API boundary."""
+
+from __future__ import annotations
+
+
+class TaskFlowError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class InvalidArgument(TaskFlowError):
+    """A request field is missing or wrong. ``field`` names it, ``problem`` says why."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class NotFound(TaskFlowError):
+    """The named object does not exist."""
+
+
+class Unavailable(TaskFlowError):
+    """PostgreSQL or Redis cannot be reached; the caller may retry."""
+
+
+class PayloadTooLarge(TaskFlowError):
+    """A payload exceeds the configured limit."""
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        super().__init__(f"{field}: {size} bytes exceeds the limit of {limit} bytes")
+        self.field = field
+        self.size = size
+        self.limit = limit

@@ -1,0 +1,165 @@
+"""Housekeeping: the periodic sweep that keeps Redis honest and PostgreSQL bounded.
+
+Each sweep, for every queue: leases whose deadline passed are reclaimed (the task runs
+again; the attempt is recorded as ``lost``), and delayed tasks that are due are promoted.
+Then Redis is checked against PostgreSQL: when the epoch key is missing (Redis restarted
+without its data) every pending task is dispatched again at once; otherwise a slice of
+pending tasks is checked each sweep, so a task whose enqueue never reached Redis is
+found within a bounded number of sweeps. Finally finished tasks past the retention
+period are deleted in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from taskflow import keys as K
+from taskflow.engine import UNAVAILABLE_ERRORS, Engine, enqueue_item
+from taskflow.keys import QueueRef
+from taskflow.models import TaskRecord, TaskState, utcnow
+from taskflow.queue.dispatch import EnqueueItem
+from taskflow.store.tasks import LostLease
+
+log = logging.getLogger("taskflow.housekeeping")
+
+
+@dataclass
+class SweepReport:
+    reclaimed: int = 0
+    poisoned: int = 0
+    promoted: int = 0
+    redispatched: int = 0
+    deleted: int = 0
+    rebuilt: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+class Housekeeper:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        check_page: int = 5000,
+        delete_batch: int = 5000,
+    ) -> None:
+        self.engine = engine
+        self.check_page = check_page
+        self.delete_batch = delete_batch
+        self._cursor: str | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        interval = self.engine.settings.sweep_interval
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                report = await self.sweep_once()
+                if report.reclaimed or report.redispatched or report.deleted or report.rebuilt:
+                    log.info("sweep", extra=vars(report))
+            except UNAVAILABLE_ERRORS as exc:
+                log.warning("sweep skipped: store unavailable: %s", exc)
+            except Exception:
+                log.exception("sweep failed")
+            elapsed = time.monotonic() - started
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(0.05, interval - elapsed))
+
+    async def sweep_once(self) -> SweepReport:
+        report = SweepReport()
+        d = self.engine.dispatcher
+        for ref in await d.queues():
+            await self._reclaim(ref, report)
+            report.promoted += await d.promote(ref)
+        if not await d.redis.exists(K.EPOCH):
+            await self._rebuild(report)
+            await d.redis.set(K.EPOCH, str(time.time()))
+            report.rebuilt = True
+        else:
+            await self._check_slice(report)
+        await self._retention(report)
+        return report
+
+    async def _reclaim(self, ref: QueueRef, report: SweepReport) -> None:
+        settings = self.engine.settings
+        while True:
+            reclaimed = await self.engine.dispatcher.reclaim(
+                ref, limit=1000, max_lost=settings.max_lost_leases
+            )
+            if not reclaimed:
+                return
+            lost: list[LostLease] = []
+            for r in reclaimed:
+                if r.outcome == "poison":
+                    report.poisoned += 1
+                    lost.append(
+                        LostLease(
+                            r.id,
+                            r.attempt,
+                            TaskState.FAILED,
+                            f"gave up after {settings.max_lost_leases} attempts whose worker "
+                            "vanished (lease expired each time)",
+                        )
+                    )
+                elif r.outcome == "cancelled":
+                    lost.append(LostLease(r.id, r.attempt, TaskState.CANCELLED, None))
+                else:
+                    lost.append(LostLease(r.id, r.attempt, TaskState.QUEUED, None))
+            report.reclaimed += len(reclaimed)
+            log.warning(
+                "reclaimed expired leases",
+                extra={"queue": ref.qualified, "tasks": [r.id for r in reclaimed][:20]},
+            )
+            await self.engine.store.record_lost(lost)
+
+    async def _rebuild(self, report: SweepReport) -> None:
+        """Redis lost its data: dispatch every pending task again."""
+        log.warning("redis has no epoch marker: rebuilding the dispatch index from PostgreSQL")
+        after: str | None = None
+        while True:
+            page = await self.engine.store.pending_page(after, self.check_page)
+            if not page:
+                return
+            report.redispatched += await self._redispatch_unknown(page, grace=False)
+            after = page[-1].id
+
+    async def _check_slice(self, report: SweepReport) -> None:
+        page = await self.engine.store.pending_page(self._cursor, self.check_page)
+        self._cursor = page[-1].id if len(page) == self.check_page else None
+        report.redispatched += await self._redispatch_unknown(page, grace=True)
+
+    async def _redispatch_unknown(self, tasks: list[TaskRecord], *, grace: bool) -> int:
+        """Enqueue the tasks Redis does not know (enqueue skips the ones it knows)."""
+        cutoff = utcnow() - timedelta(seconds=self.engine.settings.orphan_grace_seconds)
+        by_queue: dict[QueueRef, list[TaskRecord]] = defaultdict(list)
+        for t in tasks:
+            if not grace or t.updated_at < cutoff:
+                by_queue[t.queue_ref].append(t)
+        added = 0
+        for ref, group in by_queue.items():
+            known = await self.engine.dispatcher.known(ref, [t.id for t in group])
+            items: list[EnqueueItem] = [
+                enqueue_item(t) for t, k in zip(group, known, strict=True) if not k
+            ]
+            if items:
+                added += await self.engine.dispatcher.enqueue(ref, items)
+                log.warning(
+                    "dispatched tasks unknown to redis",
+                    extra={"queue": ref.qualified, "count": len(items)},
+                )
+        return added
+
+    async def _retention(self, report: SweepReport) -> None:
+        seconds = self.engine.settings.retention_seconds
+        if seconds <= 0:
+            return
+        cutoff = utcnow() - timedelta(seconds=seconds)
+        while True:
+            n = await self.engine.store.delete_finished_before(cutoff, self.delete_batch)
+            report.deleted += n
+            if n < self.delete_batch:
+                return

@@ -1,0 +1,303 @@
+"""The engine's data model: submissions (validated), records (from PostgreSQL), claims."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from taskflow.errors import InvalidArgument
+from taskflow.keys import QueueRef
+
+
+class TaskState(StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+ACTIVE_STATES = frozenset(set(TaskState) - TERMINAL_STATES)
+
+MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
+_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$"
+_NAMESPACE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+def new_task_id() -> str:
+    """A UUIDv7: time-ordered, so inserts land at the end of the primary key index."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= (rand >> 68) << 64  # 12 random bits
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def parse_task_id(raw: str, field_name: str = "task_id") -> str:
+    """Normalize a task id, or raise ``InvalidArgument`` naming the field."""
+    if not raw:
+        raise InvalidArgument(field_name, "is required")
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise InvalidArgument(field_name, f"{raw!r} is not a task id (a UUID)") from None
+
+
+class RetryPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    initial_seconds: float = Field(default=1.0, ge=0, le=86400)
+    multiplier: float = Field(default=2.0, ge=1, le=100)
+    max_seconds: float = Field(default=300.0, ge=0, le=7 * 86400)
+
+
+class TaskSubmission(BaseModel):
+    """A task as a client asks for it; every field is checked before anything is stored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str = Field(default="default", pattern=_NAMESPACE_PATTERN)
+    queue: str = Field(pattern=_NAME_PATTERN)
+    handler: str = Field(min_length=1, max_length=200)
+    payload: Any = None
+    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    delay_seconds: float = Field(default=0.0, ge=0, le=366 * 86400)
+    run_at: datetime | None = None
+    max_retries: int | None = Field(default=None, ge=0, le=1000)
+    timeout_seconds: float = Field(default=0.0, ge=0, le=7 * 86400)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    concurrency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    concurrency_limit: int | None = Field(default=None, ge=1, le=100000)
+    retry: RetryPolicy | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> TaskSubmission:
+        if self.run_at is not None and self.delay_seconds:
+            raise ValueError("delay_seconds and run_at are exclusive: give one of them")
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise ValueError("run_at must carry a time zone")
+        if self.concurrency_key and not self.concurrency_limit:
+            raise ValueError("concurrency_limit is required with concurrency_key")
+        if self.concurrency_limit and not self.concurrency_key:
+            raise ValueError("concurrency_key is required with concurrency_limit")
+        return self
+
+    @property
+    def queue_ref(self) -> QueueRef:
+        return QueueRef(self.namespace, self.queue)
+
+    def due_at(self, now: datetime) -> datetime:
+        if self.run_at is not None:
+            return self.run_at
+        if self.delay_seconds:
+            return datetime.fromtimestamp(now.timestamp() + self.delay_seconds, UTC)
+        return now
+
+
+def validate_submission(raw: dict[str, Any], path: str = "task") -> TaskSubmission:
+    """Build a submission, turning the first validation problem into ``InvalidArgument``."""
+    try:
+        return TaskSubmission.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        name = f"{path}.{loc}" if loc else path
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise InvalidArgument(name, message) from None
+
+
+@dataclass(frozen=True)
+class DispatchBlob:
+    """What Redis keeps of a task so a worker can run it without reading PostgreSQL."""
+
+    id: str
+    handler: str
+    payload_json: str
+    max_retries: int
+    timeout_seconds: float
+    retry: RetryPolicy
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "h": self.handler,
+                "p": self.payload_json,
+                "r": self.max_retries,
+                "t": self.timeout_seconds,
+                "b": [self.retry.initial_seconds, self.retry.multiplier, self.retry.max_seconds],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, task_id: str, raw: str | bytes) -> DispatchBlob:
+        d = json.loads(raw)
+        initial, multiplier, cap = d["b"]
+        return cls(
+            id=task_id,
+            handler=d["h"],
+            payload_json=d["p"],
+            max_retries=d["r"],
+            timeout_seconds=d["t"],
+            retry=RetryPolicy(initial_seconds=initial, multiplier=multiplier, max_seconds=cap),
+        )
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    """A task leased to a worker. ``token`` fences every later transition of this claim."""
+
+    queue: QueueRef
+    id: str
+    token: str
+    attempt: int
+    failures: int  # earlier attempts that ended in an application failure
+    blob: DispatchBlob
+
+    @property
+    def retries_left(self) -> int:
+        return self.blob.max_retries - self.failures
+
+    @property
+    def handler(self) -> str:
+        return self.blob.handler
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+    worker: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task as PostgreSQL records it."""
+
+    id: str
+    namespace: str
+    queue: str
+    handler: str
+    state: TaskState
+    payload: Any
+    priority: int
+    attempts: int
+    failures: int
+    max_retries: int
+    timeout_seconds: float
+    retry: RetryPolicy
+    idempotency_key: str | None
+    concurrency_key: str | None
+    concurrency_limit: int | None
+    labels: dict[str, str]
+    created_at: datetime
+    run_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    attempt_history: tuple[Attempt, ...] = field(default_factory=tuple)
+
+    @property
+    def queue_ref(self) -> QueueRef:
+        return QueueRef(self.namespace, self.queue)
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def visible_state(self, now: datetime) -> TaskState:
+        """``scheduled`` turns into ``queued`` once its time has come."""
+        if self.state == TaskState.SCHEDULED and self.run_at is not None and self.run_at <= now:
+            return TaskState.QUEUED
+        return self.state
+
+    def dispatch_blob(self) -> DispatchBlob:
+        return DispatchBlob(
+            id=self.id,
+            handler=self.handler,
+            payload_json=json.dumps(self.payload),
+            max_retries=self.max_retries,
+            timeout_seconds=self.timeout_seconds,
+            retry=self.retry,
+        )
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    namespace: str
+    queue: str
+    ready: int = 0
+    scheduled: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    dead_letters: int = 0
+    due_delayed: int = 0
+
+    @property
+    def backlog(self) -> int:
+        """What autoscaling looks at: ready + running + delayed tasks already due."""
+        return self.ready + self.running + self.due_delayed
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    task_id: str
+    created: bool
+
+
+class Outcome(StrEnum):
+    """How one attempt ended, as recorded in ``task_attempts.outcome``."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    LOST = "lost"
+    CANCELLED = "cancelled"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """A worker's report of one finished attempt, written to PostgreSQL in batches."""
+
+    task_id: str
+    attempt: int
+    worker: str
+    state: TaskState  # the task's new state: succeeded, failed, cancelled, retrying, queued
+    outcome: Outcome
+    finished_at: datetime
+    result_json: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    next_run_at: datetime | None = None
+    count_failure: bool = False
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,200 @@
+"""The Redis dispatch index: every transition is one Lua script call for a batch of tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from taskflow import keys as K
+from taskflow.keys import QueueKeys, QueueRef
+from taskflow.models import ClaimedTask, DispatchBlob
+from taskflow.queue.scripts import Scripts
+
+
+@dataclass(frozen=True)
+class EnqueueItem:
+    id: str
+    blob: DispatchBlob
+    priority: int
+    due_ms: int  # 0 = ready now
+    deliveries: int = 0
+    failures: int = 0
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class ClaimBatch:
+    tasks: list[ClaimedTask]
+    now_ms: int
+    next_due_ms: int | None  # earliest delayed task, to bound an idle worker's sleep
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    id: str
+    worker: str
+    attempt: int
+    outcome: str  # requeued, poison, cancelled
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    per_second: float
+    burst: int
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Dispatcher:
+    """Thin, typed access to the queue scripts for one Redis connection pool."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._scripts = Scripts(redis)
+        self._known_queues: set[str] = set()
+
+    async def register_queue(self, ref: QueueRef) -> None:
+        if ref.qualified not in self._known_queues:
+            await self.redis.sadd(K.QUEUES, ref.qualified)
+            self._known_queues.add(ref.qualified)
+
+    async def queues(self) -> list[QueueRef]:
+        members = await self.redis.smembers(K.QUEUES)
+        return sorted((QueueRef.parse(_s(m)) for m in members), key=lambda r: r.qualified)
+
+    async def enqueue(self, ref: QueueRef, items: Sequence[EnqueueItem]) -> int:
+        if not items:
+            return 0
+        await self.register_queue(ref)
+        args: list[Any] = [len(items)]
+        for it in items:
+            ckey = f"{it.concurrency_limit}|{it.concurrency_key}" if it.concurrency_key else ""
+            args += [
+                it.id,
+                it.blob.encode(),
+                it.priority,
+                it.due_ms,
+                it.deliveries,
+                it.failures,
+                ckey,
+            ]
+        return int(await self._scripts.run("enqueue", QueueKeys(ref), *args))
+
+    async def claim(
+        self,
+        ref: QueueRef,
+        count: int,
+        *,
+        lease_ms: int,
+        worker: str,
+        rate: RateLimit | None = None,
+        promote_limit: int = 1000,
+    ) -> ClaimBatch:
+        per_second, burst = (rate.per_second, rate.burst) if rate else (0, 0)
+        raw = await self._scripts.run(
+            "claim", QueueKeys(ref), count, lease_ms, worker, promote_limit, per_second, burst
+        )
+        now_ms, next_due = int(raw[0]), int(raw[1])
+        tasks = [
+            ClaimedTask(
+                queue=ref,
+                id=_s(raw[i]),
+                token=_s(raw[i + 1]),
+                attempt=int(raw[i + 2]),
+                failures=int(raw[i + 3]),
+                blob=DispatchBlob.decode(_s(raw[i]), raw[i + 4]),
+            )
+            for i in range(2, len(raw), 5)
+        ]
+        return ClaimBatch(tasks, now_ms, None if next_due < 0 else next_due)
+
+    async def ack(self, ref: QueueRef, items: Sequence[tuple[str, str, str]]) -> list[bool]:
+        """End claims ``(id, token, outcome)`` in a terminal state; False = lease was lost."""
+        if not items:
+            return []
+        args: list[Any] = [len(items)]
+        for task_id, token, outcome in items:
+            args += [task_id, token, outcome]
+        return [bool(x) for x in await self._scripts.run("ack", QueueKeys(ref), *args)]
+
+    async def retry(self, ref: QueueRef, items: Sequence[tuple[str, str, int, str]]) -> list[bool]:
+        """Return claims ``(id, token, delay_ms, mode)`` to the queue; mode retry|release."""
+        if not items:
+            return []
+        args: list[Any] = [len(items)]
+        for task_id, token, delay_ms, mode in items:
+            args += [task_id, token, delay_ms, mode]
+        return [bool(x) for x in await self._scripts.run("retry", QueueKeys(ref), *args)]
+
+    async def extend(
+        self, ref: QueueRef, items: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[str]:
+        """Heartbeat for claims ``(id, token)``: ``ok``, ``cancel`` or ``lost`` for each."""
+        if not items:
+            return []
+        args: list[Any] = [lease_ms, len(items)]
+        for task_id, token in items:
+            args += [task_id, token]
+        return [_s(x) for x in await self._scripts.run("extend", QueueKeys(ref), *args)]
+
+    async def cancel(self, ref: QueueRef, task_id: str) -> str:
+        return _s(await self._scripts.run("cancel", QueueKeys(ref), task_id))
+
+    async def reclaim(self, ref: QueueRef, *, limit: int, max_lost: int) -> list[Reclaimed]:
+        raw = await self._scripts.run("reclaim", QueueKeys(ref), limit, max_lost)
+        return [
+            Reclaimed(_s(raw[i]), _s(raw[i + 1]), int(raw[i + 2]), _s(raw[i + 3]))
+            for i in range(0, len(raw), 4)
+        ]
+
+    async def promote(self, ref: QueueRef, limit: int = 10000) -> int:
+        return int(await self._scripts.run("promote", QueueKeys(ref), limit))
+
+    async def known(self, ref: QueueRef, ids: Sequence[str]) -> list[bool]:
+        if not ids:
+            return []
+        found = await self.redis.hmget(QueueKeys(ref).data, list(ids))
+        return [v is not None for v in found]
+
+    async def wait_for_work(self, refs: Sequence[QueueRef], timeout: float) -> None:
+        """Block until a wake-up token arrives on any of ``refs`` or ``timeout`` passes."""
+        await self.redis.blpop([QueueKeys(r).notify for r in refs], timeout=max(timeout, 0.01))
+
+    async def set_rate_limit(self, ref: QueueRef, rate: RateLimit | None) -> None:
+        k = QueueKeys(ref)
+        if rate is None:
+            await self.redis.hdel(k.config, "rate", "burst")
+        else:
+            await self.redis.hset(k.config, mapping={"rate": rate.per_second, "burst": rate.burst})
+
+    async def rate_limit(self, ref: QueueRef) -> RateLimit | None:
+        rate, burst = await self.redis.hmget(QueueKeys(ref).config, ["rate", "burst"])
+        if rate is None:
+            return None
+        return RateLimit(float(rate), int(burst or 1))
+
+    async def counts(self, ref: QueueRef, now_ms: int) -> dict[str, int]:
+        k = QueueKeys(ref)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(k.ready)
+            pipe.zcard(k.delayed)
+            pipe.zcount(k.delayed, "-inf", now_ms)
+            pipe.hlen(k.running)
+            pipe.hgetall(k.stats)
+            ready, delayed, due, running, stats = await pipe.execute()
+        outcome = {_s(a): int(b) for a, b in stats.items()}
+        return {
+            "ready": int(ready) + max(0, outcome.get("parked", 0)),
+            "scheduled": int(delayed) - int(due),
+            "due_delayed": int(due),
+            "running": int(running),
+            "succeeded": outcome.get("succeeded", 0),
+            "failed": outcome.get("failed", 0),
+            "cancelled": outcome.get("cancelled", 0),
+        }

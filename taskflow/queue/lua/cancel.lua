@@ -1,0 +1,27 @@
+-- cancel: withdraw a task.
+-- A waiting task (ready, delayed or parked) is removed at once; a running one is flagged in
+-- cancel, and its worker stops the handler at its next heartbeat and acks it.
+-- Touches: ready, delayed, parking ZSET of its key, running (read), cancel, data, prio,
+-- deliveries, lost, ckey, stats.
+-- ARGV: [1] cwait prefix, [2] id.
+-- Returns "removed", "running" or "unknown".
+local id = ARGV[2]
+if redis.call('HEXISTS', K_RUNNING, id) == 1 then
+  redis.call('SADD', K_CANCEL, id)
+  return 'running'
+end
+if redis.call('HEXISTS', K_DATA, id) == 0 then
+  return 'unknown'
+end
+redis.call('ZREM', K_READY, id)
+redis.call('ZREM', K_DELAYED, id)
+local spec = redis.call('HGET', K_CKEY, id)
+if spec then
+  local _, key = split_ckey(spec)
+  if redis.call('ZREM', CWAIT_PREFIX .. key, id) == 1 then
+    redis.call('HINCRBY', K_STATS, 'parked', -1)
+  end
+end
+forget(id)
+redis.call('HINCRBY', K_STATS, 'cancelled', 1)
+return 'removed'

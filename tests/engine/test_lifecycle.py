@@ -1,0 +1,157 @@
+"""A task's life through Redis, a worker and PostgreSQL, as a user sees it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from taskflow.engine import Engine
+from taskflow.models import TaskState
+from taskflow_worker import PermanentError, Router, TaskContext
+
+from tests.engine.conftest import Submit, WorkerHarness, wait_for
+
+
+async def test_task_runs_and_records_result_and_attempt(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    router = Router()
+
+    @router.task("add")
+    async def add(ctx: TaskContext, payload: dict[str, int]) -> dict[str, Any]:
+        return {"sum": payload["a"] + payload["b"], "attempt": ctx.attempt}
+
+    task_id = await submit("add", {"a": 2, "b": 3})
+    workers.start(router)
+    task = await wait_for(engine, task_id)
+    assert task.state == TaskState.SUCCEEDED
+    assert task.result == {"sum": 5, "attempt": 1}
+    assert task.attempts == 1
+    assert [(a.number, a.outcome) for a in task.attempt_history] == [(1, "succeeded")]
+    assert task.started_at is not None and task.finished_at is not None
+
+
+async def test_sync_handler_runs_in_a_thread_and_reports_progress(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    router = Router()
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    @router.task("resize")
+    def resize(ctx: TaskContext, payload: dict[str, int]) -> int:
+        ctx.progress(0.5, "half way")
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=20)
+        return payload["w"] * 2
+
+    task_id = await submit("resize", {"w": 21})
+    workers.start(router)
+
+    async def progressed() -> bool:
+        t = await engine.get(task_id)
+        return t.progress == 0.5 and t.progress_message == "half way"
+
+    from tests.engine.conftest import eventually
+
+    await eventually(progressed, what="progress to be recorded")
+    release.set()
+    task = await wait_for(engine, task_id)
+    assert task.state == TaskState.SUCCEEDED and task.result == 42
+
+
+async def test_unknown_handler_fails_with_a_clear_error_and_no_retry(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    router = Router()
+
+    @router.task("known")
+    async def known(ctx: TaskContext, payload: None) -> None:
+        return None
+
+    task_id = await submit("missing_handler", max_retries=5)
+    workers.start(router)
+    task = await wait_for(engine, task_id)
+    assert task.state == TaskState.FAILED
+    assert task.attempts == 1
+    assert task.error is not None
+    assert "unknown handler 'missing_handler'" in task.error and "known" in task.error
+
+
+async def test_exception_retries_then_dead_letters_with_traceback(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    router = Router()
+
+    @router.task("boom")
+    async def boom(ctx: TaskContext, payload: None) -> None:
+        raise ValueError(f"bad input on attempt {ctx.attempt}")
+
+    task_id = await submit(
+        "boom", max_retries=2, retry={"initial_seconds": 0.05, "multiplier": 2, "max_seconds": 0.2}
+    )
+    workers.start(router)
+    task = await wait_for(engine, task_id)
+    assert task.state == TaskState.FAILED
+    assert task.attempts == 3 and task.failures == 3
+    assert task.error == "ValueError: bad input on attempt 3"
+    assert task.traceback is not None and "raise ValueError" in task.traceback
+    assert [a.outcome for a in task.attempt_history] == ["failed"] * 3
+    dead, _ = await engine.dead_letters(task.queue_ref, 10, None)
+    assert [t.id for t in dead] == [task_id]
+
+
+async def test_replayed_dead_letter_runs_again(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    router = Router()
+    healthy = asyncio.Event()
+
+    @router.task("flaky")
+    async def flaky(ctx: TaskContext, payload: None) -> str:
+        if not healthy.is_set():
+            raise RuntimeError("downstream is down")
+        return "ok"
+
+    task_id = await submit("flaky", max_retries=0)
+    workers.start(router)
+    assert (await wait_for(engine, task_id)).state == TaskState.FAILED
+    healthy.set()
+    queue = (await engine.get(task_id)).queue_ref
+    assert await engine.replay(queue, []) == [task_id]
+    task = await wait_for(engine, task_id, states=(TaskState.SUCCEEDED,))
+    assert task.result == "ok"
+    assert [a.outcome for a in task.attempt_history] == ["failed", "succeeded"]
+
+
+async def test_permanent_error_skips_remaining_retries(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    router = Router()
+
+    @router.task("reject")
+    async def reject(ctx: TaskContext, payload: None) -> None:
+        raise PermanentError("invalid address")
+
+    task_id = await submit("reject", max_retries=5)
+    workers.start(router)
+    task = await wait_for(engine, task_id)
+    assert task.state == TaskState.FAILED and task.attempts == 1
+    assert task.error == "PermanentError: invalid address"
+
+
+async def test_timeout_fails_the_attempt(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    router = Router()
+
+    @router.task("slow")
+    async def slow(ctx: TaskContext, payload: None) -> None:
+        await asyncio.sleep(60)
+
+    task_id = await submit("slow", timeout_seconds=0.2, max_retries=1,
+                           retry={"initial_seconds": 0.01})
+    workers.start(router)
+    task = await wait_for(engine, task_id)
+    assert task.state == TaskState.FAILED
+    assert [a.outcome for a in task.attempt_history] == ["timeout", "timeout"]
+    assert task.error == "timed out after 0.2s"

@@ -1,0 +1,39 @@
+"""What a handler sees of the task it runs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+class PermanentError(Exception):
+    """Raise from a handler to fail the task at once, without the remaining retries."""
+
+
+@dataclass
+class TaskContext:
+    task_id: str
+    queue: str
+    namespace: str
+    handler: str
+    attempt: int
+    max_retries: int
+    worker: str
+    logger: logging.LoggerAdapter[logging.Logger]
+    _report: Callable[[str, float, str | None], None] = field(repr=False)
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt > self.max_retries
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancellation was requested: sync handlers should check it and return."""
+        return self._cancelled.is_set()
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report progress (0..1); safe to call from async and sync handlers alike."""
+        self._report(self.task_id, min(1.0, max(0.0, float(fraction))), message)

@@ -1,0 +1,368 @@
+"""The worker process: claim in batches, run handlers concurrently, heartbeat, record.
+
+Claims come from Redis (one script call per batch); outcomes go to Redis first (fenced by
+the claim's token, so a worker whose lease was taken over cannot record anything), then to
+PostgreSQL in batches. SIGTERM drains: no new claims, in-flight tasks get ``drain_grace``
+seconds, the rest are handed back unrun without counting a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import redis.asyncio as aioredis
+
+from taskflow.backoff import retry_delay
+from taskflow.batching import Coalescer
+from taskflow.config import Settings
+from taskflow.keys import QueueRef
+from taskflow.models import AttemptResult, ClaimedTask, Outcome, TaskState, utcnow
+from taskflow.queue.dispatch import Dispatcher
+from taskflow.recording import ResultRecorder
+from taskflow.store.tasks import TaskStore
+from taskflow_worker.context import TaskContext
+from taskflow_worker.execution import Execution, execute
+from taskflow_worker.router import Router
+
+log = logging.getLogger("taskflow.worker")
+
+AckItem = tuple[str, str, str]
+
+
+@dataclass
+class WorkerConfig:
+    queues: Sequence[QueueRef]
+    concurrency: int = 10
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    drain_grace: float = 25.0
+    claim_batch: int = 100
+
+
+@dataclass
+class InFlight:
+    claim: ClaimedTask
+    ctx: TaskContext
+    task: asyncio.Task[None] | None = None
+    cancel_requested: bool = False
+    lease_lost: bool = False
+
+
+class Worker:
+    def __init__(self, router: Router, settings: Settings, config: WorkerConfig) -> None:
+        if not config.queues:
+            raise ValueError("a worker needs at least one queue")
+        if config.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.router = router
+        self.settings = settings
+        self.config = config
+        self.inflight: dict[str, InFlight] = {}
+        self.claimed_total = 0
+        self.finished_total = 0
+        self.draining = False
+        self._lease_ms = int(settings.lease_seconds * 1000)
+        self._slot_freed = asyncio.Event()
+        self._executor = ThreadPoolExecutor(
+            max_workers=config.concurrency, thread_name_prefix="taskflow-handler"
+        )
+        self._store: TaskStore | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._waiter: Dispatcher | None = None
+        self._recorder: ResultRecorder | None = None
+        self._ackers: dict[QueueRef, Coalescer[AckItem, bool]] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then drain."""
+        self._store = await TaskStore.open(self.settings, min_size=1)
+        self._dispatcher = Dispatcher(aioredis.Redis.from_url(self.settings.redis_url))
+        self._waiter = Dispatcher(aioredis.Redis.from_url(self.settings.redis_url))
+        self._recorder = ResultRecorder(self._store)
+        self._recorder.start()
+        for ref in self.config.queues:
+            await self._dispatcher.register_queue(ref)
+        log.info(
+            "worker started",
+            extra={
+                "worker": self.config.name,
+                "queues": [q.qualified for q in self.config.queues],
+                "concurrency": self.config.concurrency,
+                "handlers": self.router.names(),
+            },
+        )
+        claimer = asyncio.create_task(self._claim_loop(), name="claim-loop")
+        heart = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        try:
+            await stop.wait()
+        finally:
+            self.draining = True
+            claimer.cancel()
+            await asyncio.gather(claimer, return_exceptions=True)
+            await self._drain()
+            heart.cancel()
+            await asyncio.gather(heart, return_exceptions=True)
+            await self._recorder.close()
+            await self._store.close()
+            await self._dispatcher.redis.aclose()
+            await self._waiter.redis.aclose()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            log.info("worker stopped", extra={"worker": self.config.name})
+
+    async def _drain(self) -> None:
+        pending = [f.task for f in self.inflight.values() if f.task is not None]
+        if pending:
+            log.info(
+                "draining", extra={"in_flight": len(pending), "grace": self.config.drain_grace}
+            )
+            await asyncio.wait(pending, timeout=self.config.drain_grace)
+        leftovers = list(self.inflight.values())
+        for f in leftovers:
+            if f.task is not None:
+                f.task.cancel()
+        if leftovers:
+            await asyncio.gather(*(f.task for f in leftovers if f.task), return_exceptions=True)
+            await self._release(leftovers)
+
+    async def _release(self, flights: Sequence[InFlight]) -> None:
+        """Hand tasks back unrun: they run again soon, and no failure is counted."""
+        assert self._dispatcher is not None and self._recorder is not None
+        by_queue: dict[QueueRef, list[InFlight]] = defaultdict(list)
+        for f in flights:
+            by_queue[f.claim.queue].append(f)
+        for ref, group in by_queue.items():
+            ok = await self._dispatcher.retry(
+                ref, [(f.claim.id, f.claim.token, 0, "release") for f in group]
+            )
+            for f, accepted in zip(group, ok, strict=True):
+                self.inflight.pop(f.claim.id, None)
+                if accepted:
+                    self._recorder.result(
+                        _attempt_result(f, TaskState.QUEUED, Outcome.RELEASED, "worker shut down")
+                    )
+        log.info("handed back unfinished tasks", extra={"count": len(flights)})
+
+    # -- claiming -----------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        assert self._dispatcher is not None and self._waiter is not None
+        idle_wait = 0.0
+        while not self.draining:
+            free = self.config.concurrency - len(self.inflight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            got = 0
+            next_due: int | None = None
+            now_ms = 0
+            for ref in self.config.queues:
+                want = min(free - got, self.config.claim_batch)
+                if want <= 0:
+                    break
+                try:
+                    rate = await self._dispatcher.rate_limit(ref)
+                    batch = await self._dispatcher.claim(
+                        ref, want, lease_ms=self._lease_ms, worker=self.config.name, rate=rate
+                    )
+                except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                    log.warning("claim failed; retrying", extra={"error": str(exc)})
+                    await asyncio.sleep(1.0)
+                    continue
+                now_ms = batch.now_ms
+                if batch.next_due_ms is not None:
+                    next_due = min(next_due or batch.next_due_ms, batch.next_due_ms)
+                for claim in batch.tasks:
+                    self._start(claim)
+                got += len(batch.tasks)
+            if got:
+                idle_wait = 0.0
+                continue
+            idle_wait = min(1.0, idle_wait * 2 or 0.05)
+            timeout = idle_wait
+            if next_due is not None and now_ms:
+                timeout = max(0.005, min(timeout, (next_due - now_ms) / 1000))
+            try:
+                await self._waiter.wait_for_work(self.config.queues, timeout)
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+                await asyncio.sleep(timeout)
+
+    def _start(self, claim: ClaimedTask) -> None:
+        assert self._recorder is not None
+        recorder = self._recorder
+        self.claimed_total += 1
+        ctx = TaskContext(
+            task_id=claim.id,
+            queue=claim.queue.name,
+            namespace=claim.queue.namespace,
+            handler=claim.handler,
+            attempt=claim.attempt,
+            max_retries=claim.blob.max_retries,
+            worker=self.config.name,
+            logger=logging.LoggerAdapter(
+                logging.getLogger("taskflow.task"),
+                {"task_id": claim.id, "handler": claim.handler, "attempt": claim.attempt},
+            ),
+            _report=recorder.progress,
+        )
+        flight = InFlight(claim, ctx)
+        self.inflight[claim.id] = flight
+        recorder.claim(claim.id, claim.attempt, self.config.name, utcnow())
+        flight.task = asyncio.create_task(self._run_one(flight), name=f"task-{claim.id}")
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def _run_one(self, flight: InFlight) -> None:
+        claim = flight.claim
+        spec = self.router.get(claim.handler)
+        if spec is None:
+            known = ", ".join(self.router.names()) or "none"
+            execution = Execution(
+                Outcome.FAILED,
+                error=f"unknown handler {claim.handler!r}: this worker registers {known}",
+                retryable=False,
+            )
+        else:
+            timeout = claim.blob.timeout_seconds or spec.timeout
+            try:
+                execution = await execute(
+                    spec, flight.ctx, claim.blob.payload_json, timeout, self._executor
+                )
+            except asyncio.CancelledError:
+                if flight.lease_lost or (self.draining and not flight.cancel_requested):
+                    raise
+                execution = Execution(
+                    Outcome.CANCELLED, error="cancelled while running", retryable=False
+                )
+        try:
+            await self._finish(flight, execution)
+        finally:
+            self.inflight.pop(claim.id, None)
+            self.finished_total += 1
+            self._slot_freed.set()
+
+    async def _finish(self, flight: InFlight, ex: Execution) -> None:
+        assert self._dispatcher is not None and self._recorder is not None
+        claim = flight.claim
+        if ex.outcome is Outcome.SUCCEEDED:
+            if await self._ack(claim, "succeeded"):
+                self._recorder.result(
+                    _attempt_result(flight, TaskState.SUCCEEDED, ex.outcome, None, ex)
+                )
+            return
+        if ex.outcome is Outcome.CANCELLED:
+            if await self._ack(claim, "cancelled"):
+                self._recorder.result(
+                    _attempt_result(flight, TaskState.CANCELLED, ex.outcome, ex.error, ex)
+                )
+            return
+        failures = claim.failures + 1
+        if ex.retryable and failures <= claim.blob.max_retries:
+            delay = retry_delay(claim.blob.retry, failures)
+            ok = await self._dispatcher.retry(
+                claim.queue, [(claim.id, claim.token, int(delay * 1000), "retry")]
+            )
+            if ok[0]:
+                result = _attempt_result(flight, TaskState.RETRYING, ex.outcome, ex.error, ex)
+                self._recorder.result(_with_retry(result, utcnow() + timedelta(seconds=delay)))
+            log.info(
+                "task failed; retrying",
+                extra={
+                    "task_id": claim.id,
+                    "attempt": claim.attempt,
+                    "delay": round(delay, 3),
+                    "error": ex.error,
+                },
+            )
+            return
+        if await self._ack(claim, "failed"):
+            self._recorder.result(
+                _attempt_result(flight, TaskState.FAILED, ex.outcome, ex.error, ex)
+            )
+        log.warning(
+            "task failed",
+            extra={"task_id": claim.id, "attempt": claim.attempt, "error": ex.error},
+        )
+
+    async def _ack(self, claim: ClaimedTask, outcome: str) -> bool:
+        acker = self._ackers.get(claim.queue)
+        if acker is None:
+            dispatcher = self._dispatcher
+            assert dispatcher is not None
+            ref = claim.queue
+
+            async def flush(items: Sequence[AckItem]) -> list[bool]:
+                return await dispatcher.ack(ref, items)
+
+            acker = self._ackers[claim.queue] = Coalescer(flush)
+        accepted = (await acker.submit([(claim.id, claim.token, outcome)]))[0]
+        if not accepted:
+            log.warning("lease lost before the outcome was recorded", extra={"task_id": claim.id})
+        return accepted
+
+    # -- heartbeats ---------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        assert self._dispatcher is not None
+        interval = max(0.05, self.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            by_queue: dict[QueueRef, list[InFlight]] = defaultdict(list)
+            for f in list(self.inflight.values()):
+                by_queue[f.claim.queue].append(f)
+            for ref, group in by_queue.items():
+                try:
+                    statuses = await self._dispatcher.extend(
+                        ref, [(f.claim.id, f.claim.token) for f in group], self._lease_ms
+                    )
+                except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                    log.warning("heartbeat failed", extra={"error": str(exc)})
+                    continue
+                for f, status in zip(group, statuses, strict=True):
+                    if status == "cancel" and not f.cancel_requested:
+                        f.cancel_requested = True
+                        f.ctx._cancelled.set()
+                        if f.task is not None:
+                            f.task.cancel()
+                    elif status == "lost" and not f.lease_lost:
+                        f.lease_lost = True
+                        f.ctx._cancelled.set()
+                        log.warning("lease lost; abandoning task", extra={"task_id": f.claim.id})
+                        if f.task is not None:
+                            f.task.cancel()
+
+
+def _attempt_result(
+    flight: InFlight,
+    state: TaskState,
+    outcome: Outcome,
+    error: str | None,
+    ex: Execution | None = None,
+) -> AttemptResult:
+    return AttemptResult(
+        task_id=flight.claim.id,
+        attempt=flight.claim.attempt,
+        worker=flight.ctx.worker,
+        state=state,
+        outcome=outcome,
+        finished_at=datetime.now(UTC),
+        result_json=ex.result_json if ex else None,
+        error=error,
+        traceback=ex.traceback if ex else None,
+        count_failure=state in (TaskState.RETRYING, TaskState.FAILED)
+        and outcome is not Outcome.CANCELLED,
+    )
+
+
+def _with_retry(result: AttemptResult, when: datetime) -> AttemptResult:
+    from dataclasses import replace
+
+    return replace(result, next_run_at=when)
