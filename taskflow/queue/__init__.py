@@ -1,0 +1,1 @@
+"""Redis dispatch: Lua scripts (``lua/``) and their typed wrapper."""
