@@ -152,7 +152,7 @@ class TaskStore:
                 cur = await conn.execute(
                     """SELECT namespace, queue, idempotency_key, id::text FROM tasks
                        WHERE (namespace, queue, idempotency_key) IN
-                             (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))""",
+                             (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))""",
                     [
                         [t.spec.namespace for t in missing],
                         [t.spec.queue for t in missing],
@@ -191,7 +191,7 @@ class TaskStore:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
-                f"SELECT {_COLUMNS} FROM tasks WHERE id = ANY(%s::uuid[])",
+                f"SELECT {_COLUMNS} FROM tasks WHERE id = ANY(%b::uuid[])",
                 (list(task_ids),),
             )
             return [_record(r) for r in await cur.fetchall()]
@@ -257,7 +257,7 @@ class TaskStore:
                     f"""UPDATE tasks t SET state = 'running', attempts = v.attempt,
                             worker = v.worker, updated_at = now(),
                             started_at = coalesce(t.started_at, v.started_at)
-                        FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::timestamptz[])
+                        FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::timestamptz[])
                              AS v(id, attempt, worker, started_at)
                         WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL}
                           AND t.attempts <= v.attempt""",
@@ -271,7 +271,7 @@ class TaskStore:
                 await conn.execute(
                     """INSERT INTO task_attempts (task_id, number, worker, started_at, outcome)
                        SELECT v.id, v.attempt, v.worker, v.started_at, 'running'
-                       FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::timestamptz[])
+                       FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::timestamptz[])
                             AS v(id, attempt, worker, started_at)
                        JOIN tasks t ON t.id = v.id
                        ON CONFLICT (task_id, number) DO UPDATE
@@ -311,9 +311,9 @@ class TaskStore:
                     finished_at = CASE WHEN v.state IN {_TERMINAL_SQL}
                                        THEN v.finished_at ELSE NULL END,
                     updated_at = now()
-                FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::text[], %s::text[],
-                            %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[],
-                            %s::text[])
+                FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::text[],
+                            %b::text[], %b::timestamptz[], %b::timestamptz[], %b::int[],
+                            %b::text[])
                      AS v(id, attempt, state, result, error, traceback, run_at, finished_at,
                           failed, outcome)
                 WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL}
@@ -323,7 +323,7 @@ class TaskStore:
         await conn.execute(
             """UPDATE task_attempts a SET outcome = v.outcome, error = v.error,
                    finished_at = v.finished_at
-               FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::text[], %s::timestamptz[])
+               FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::timestamptz[])
                     AS v(id, attempt, outcome, error, finished_at)
                WHERE a.task_id = v.id AND a.number = v.attempt AND a.outcome = 'running'""",
             [arrays[0], arrays[1], arrays[9], arrays[4], arrays[7]],
@@ -340,7 +340,7 @@ class TaskStore:
                 f"""UPDATE tasks t SET state = v.state, error = coalesce(v.error, t.error),
                         finished_at = CASE WHEN v.state IN {_TERMINAL_SQL} THEN now() END,
                         updated_at = now()
-                    FROM unnest(%s::uuid[], %s::int[], %s::text[], %s::text[])
+                    FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[])
                          AS v(id, attempt, state, error)
                     WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL}
                       AND t.attempts <= v.attempt""",
@@ -349,7 +349,7 @@ class TaskStore:
             await conn.execute(
                 """UPDATE task_attempts a SET outcome = 'lost', finished_at = now(),
                        error = 'the worker stopped heartbeating; its lease expired'
-                   FROM unnest(%s::uuid[], %s::int[]) AS v(id, attempt)
+                   FROM unnest(%b::uuid[], %b::int[]) AS v(id, attempt)
                    WHERE a.task_id = v.id AND a.number = v.attempt AND a.outcome = 'running'""",
                 [ids, attempts],
             )
@@ -384,7 +384,7 @@ class TaskStore:
         self, namespace: str, queue: str, task_ids: Sequence[str] | None
     ) -> list[TaskRecord]:
         """Failed tasks of the queue go back to ``queued`` with their retry budget restored."""
-        filter_ids = "AND id = ANY(%s::uuid[])" if task_ids else ""
+        filter_ids = "AND id = ANY(%b::uuid[])" if task_ids else ""
         params: list[Any] = [namespace, queue]
         if task_ids:
             params.append(list(task_ids))
@@ -449,7 +449,7 @@ _INSERT_TYPES = (
 )
 _INSERT_SQL: Any = (
     f"INSERT INTO tasks ({', '.join(_INSERT_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _INSERT_TYPES)}) "
+    f"SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _INSERT_TYPES)}) "
     "ON CONFLICT (namespace, queue, idempotency_key) WHERE idempotency_key IS NOT NULL "
     "DO NOTHING RETURNING id::text"
 ).encode()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from taskflow.engine import Engine
-from taskflow.models import TaskState
 from taskflow_worker import PermanentError, Router, TaskContext
 
+from taskflow.engine import Engine
+from taskflow.models import TaskState
 from tests.engine.conftest import Submit, WorkerHarness, wait_for
 
 
@@ -148,8 +148,9 @@ async def test_timeout_fails_the_attempt(
     async def slow(ctx: TaskContext, payload: None) -> None:
         await asyncio.sleep(60)
 
-    task_id = await submit("slow", timeout_seconds=0.2, max_retries=1,
-                           retry={"initial_seconds": 0.01})
+    task_id = await submit(
+        "slow", timeout_seconds=0.2, max_retries=1, retry={"initial_seconds": 0.01}
+    )
     workers.start(router)
     task = await wait_for(engine, task_id)
     assert task.state == TaskState.FAILED

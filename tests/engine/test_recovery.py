@@ -11,14 +11,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from taskflow_worker import Router, TaskContext
 
 from taskflow.config import Settings
 from taskflow.engine import Engine
 from taskflow.housekeeping import Housekeeper
 from taskflow.models import TaskState, new_task_id, utcnow, validate_submission
 from taskflow.store.tasks import NewTask
-from taskflow_worker import Router, TaskContext
-
 from tests.engine.conftest import QUEUE, Submit, WorkerHarness, eventually, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +33,9 @@ async def housekeeping(engine: Engine) -> AsyncIterator[Housekeeper]:
     await task
 
 
-def start_worker_process(settings: Settings, concurrency: int, grace: float) -> subprocess.Popen[bytes]:
+def start_worker_process(
+    settings: Settings, concurrency: int, grace: float
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "TASKFLOW_REDIS_URL": settings.redis_url,
@@ -118,8 +119,12 @@ async def test_expired_lease_is_reclaimed_and_the_stale_claim_is_fenced(
 
 
 async def test_killed_worker_task_succeeds_exactly_once(
-    engine: Engine, settings: Settings, submit: Submit, housekeeping: Housekeeper,
-    workers: WorkerHarness, tmp_path: Path,
+    engine: Engine,
+    settings: Settings,
+    submit: Submit,
+    housekeeping: Housekeeper,
+    workers: WorkerHarness,
+    tmp_path: Path,
 ) -> None:
     marker = tmp_path / "starts.log"
     task_id = await submit("mark_and_sleep", {"marker": str(marker), "seconds": 30})
@@ -146,7 +151,10 @@ async def test_killed_worker_task_succeeds_exactly_once(
 
 
 async def test_sigterm_drains_and_hands_back_what_does_not_finish(
-    engine: Engine, settings: Settings, submit: Submit, tmp_path: Path,
+    engine: Engine,
+    settings: Settings,
+    submit: Submit,
+    tmp_path: Path,
     workers: WorkerHarness,
 ) -> None:
     marker = tmp_path / "starts.log"
@@ -187,7 +195,9 @@ async def test_redis_flushed_under_load_loses_nothing(
         done.append(ctx.task_id)
         return payload
 
-    specs = [validate_submission({"queue": "jobs", "handler": "work", "payload": i}) for i in range(400)]
+    specs = [
+        validate_submission({"queue": "jobs", "handler": "work", "payload": i}) for i in range(400)
+    ]
     ids = [r.task_id for r in await engine.submit(specs)]
     workers.start(router, concurrency=4)
 
