@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from taskflow.batching import Coalescer
 from taskflow.config import Settings
 from taskflow.keys import QueueRef
 from taskflow.models import AttemptResult, ClaimedTask, Outcome, TaskState, utcnow
-from taskflow.queue.dispatch import Dispatcher
+from taskflow.queue.dispatch import Dispatcher, RateLimit
 from taskflow.recording import ResultRecorder
 from taskflow.store.tasks import TaskStore
 from taskflow_worker.context import TaskContext
@@ -78,6 +79,7 @@ class Worker:
         self._waiter: Dispatcher | None = None
         self._recorder: ResultRecorder | None = None
         self._ackers: dict[QueueRef, Coalescer[AckItem, bool]] = {}
+        self._rates: dict[QueueRef, tuple[float, RateLimit | None]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -169,7 +171,7 @@ class Worker:
                 if want <= 0:
                     break
                 try:
-                    rate = await self._dispatcher.rate_limit(ref)
+                    rate = await self._rate_limit(ref)
                     batch = await self._dispatcher.claim(
                         ref, want, lease_ms=self._lease_ms, worker=self.config.name, rate=rate
                     )
@@ -194,6 +196,16 @@ class Worker:
                 await self._waiter.wait_for_work(self.config.queues, timeout)
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
                 await asyncio.sleep(timeout)
+
+    async def _rate_limit(self, ref: QueueRef) -> RateLimit | None:
+        """The queue's rate limit, re-read at most once a second."""
+        assert self._dispatcher is not None
+        now = time.monotonic()
+        cached = self._rates.get(ref)
+        if cached is None or now - cached[0] > 1.0:
+            cached = (now, await self._dispatcher.rate_limit(ref))
+            self._rates[ref] = cached
+        return cached[1]
 
     def _start(self, claim: ClaimedTask) -> None:
         assert self._recorder is not None
