@@ -119,6 +119,10 @@ class Housekeeper:
     async def _rebuild(self, report: SweepReport) -> None:
         """Redis lost its data: dispatch every pending task again."""
         log.warning("redis has no epoch marker: rebuilding the dispatch index from PostgreSQL")
+        d = self.engine.dispatcher
+        d.forget_registrations()
+        for (namespace, queue), counts in (await self.engine.store.finished_counts()).items():
+            await d.restore_counters(QueueRef(namespace, queue), counts)
         after: str | None = None
         while True:
             page = await self.engine.store.pending_page(after, self.check_page)

@@ -64,6 +64,16 @@ class Dispatcher:
             await self.redis.sadd(K.QUEUES, ref.qualified)
             self._known_queues.add(ref.qualified)
 
+    def forget_registrations(self) -> None:
+        """Redis lost its data: register queues again on their next use."""
+        self._known_queues.clear()
+
+    async def restore_counters(self, ref: QueueRef, counts: dict[str, int]) -> None:
+        """Rebuild a queue's outcome counters (after Redis lost its data)."""
+        await self.register_queue(ref)
+        if counts:
+            await self.redis.hset(QueueKeys(ref).stats, mapping=counts)  # type: ignore[arg-type]
+
     async def queues(self) -> list[QueueRef]:
         members = await self.redis.smembers(K.QUEUES)
         return sorted((QueueRef.parse(_s(m)) for m in members), key=lambda r: r.qualified)

@@ -236,6 +236,20 @@ class TaskStore:
             )
             return [_record(r) for r in await cur.fetchall()]
 
+    async def finished_counts(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Terminal-state counts of every queue (a full scan: for rebuilding Redis only)."""
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT namespace, queue, state, count(*) FROM tasks
+                   GROUP BY namespace, queue, state"""
+            )
+            for namespace, queue, state, n in await cur.fetchall():
+                per_queue = counts.setdefault((namespace, queue), {})
+                if state in ("succeeded", "failed", "cancelled"):
+                    per_queue[state] = n
+        return counts
+
     async def count_by_state(self, namespace: str, queue: str) -> dict[str, int]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(

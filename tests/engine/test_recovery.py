@@ -210,6 +210,8 @@ async def test_redis_flushed_under_load_loses_nothing(
         assert (await wait_for(engine, task_id, timeout=60)).state == TaskState.SUCCEEDED
     records = await engine.store.get_many(ids)
     assert sorted(r.result for r in records) == list(range(400))
+    # The rebuilt index knows the queue again (housekeeping reclaims its leases).
+    assert QUEUE in await engine.dispatcher.queues()
 
 
 async def test_task_whose_enqueue_never_reached_redis_is_dispatched(

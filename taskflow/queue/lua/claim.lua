@@ -11,6 +11,12 @@ local count, lease_ms, worker = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local promote_limit, rate, burst = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local now = now_ms()
 
+-- Fencing tokens start from the clock, so they keep growing even after Redis lost its data
+-- (a worker from before the loss can never hold a token that is issued again).
+if redis.call('EXISTS', K_FENCE) == 0 then
+  redis.call('SET', K_FENCE, now)
+end
+
 local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, promote_limit)
 for _, id in ipairs(due) do
   redis.call('ZREM', K_DELAYED, id)
