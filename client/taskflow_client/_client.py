@@ -1,0 +1,311 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+
+from . import _requests
+from ._config import Settings
+from ._convert import queue_stats_from_proto, task_from_proto
+from ._errors import TaskFlowError, from_rpc_error, status_of
+from ._models import QueueStats, RetryPolicy, Task, TaskRequest, TaskState
+from ._retry import RETRY_READ, RETRY_WRITE
+from ._watching import WatchPlan
+from .v1 import tasks_pb2 as pb
+from .v1.tasks_pb2_grpc import TaskServiceStub
+
+__all__ = ["Client"]
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+
+class Client:
+    """A blocking client of the TaskFlow API.
+
+    ``target`` defaults to the environment variable ``TASKFLOW_API_ADDR``, else
+    ``localhost:50051``; ``token`` defaults to ``TASKFLOW_API_TOKEN`` and is sent as
+    ``authorization: Bearer <token>``. ``namespace`` applies to every call that does not name
+    one. ``timeout`` is the deadline of each call in seconds (``None``: no deadline).
+    ``retries`` is the most attempts one call makes, the first included, while the server is
+    unavailable (reads also repeat after a missed deadline); ``1`` turns retrying off.
+    ``credentials`` makes the channel use TLS.
+
+    Use it as a context manager or call ``close()``. A client is safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        token: str | None = None,
+        namespace: str = "default",
+        *,
+        timeout: float | None = 30.0,
+        retries: int = 5,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._settings = Settings.resolve(target, token, namespace, timeout, retries)
+        if credentials is None:
+            self._channel = grpc.insecure_channel(
+                self._settings.target, options=self._settings.channel_options
+            )
+        else:
+            self._channel = grpc.secure_channel(
+                self._settings.target, credentials, options=self._settings.channel_options
+            )
+        self._stub = TaskServiceStub(self._channel)
+
+    @property
+    def target(self) -> str:
+        """The address the client connects to."""
+        return self._settings.target
+
+    @property
+    def namespace(self) -> str:
+        """The namespace of calls that do not name one."""
+        return self._settings.namespace
+
+    def close(self) -> None:
+        """Close the channel; calls in flight are cancelled."""
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(target={self.target!r}, namespace={self.namespace!r})"
+
+    def _call(
+        self,
+        rpc: Callable[..., _Resp],
+        request: _Req,
+        retry_on: frozenset[grpc.StatusCode],
+    ) -> _Resp:
+        backoff = self._settings.backoff
+        for attempt in range(1, backoff.attempts + 1):
+            try:
+                return rpc(
+                    request, timeout=self._settings.timeout, metadata=self._settings.metadata
+                )
+            except grpc.RpcError as exc:
+                code, _ = status_of(exc)
+                if code not in retry_on or attempt == backoff.attempts:
+                    raise from_rpc_error(exc) from exc
+            time.sleep(backoff.delay(attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def submit(
+        self,
+        queue: str,
+        handler: str,
+        payload: Any = None,
+        *,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        max_retries: int | None = None,
+        timeout: float | timedelta | None = None,
+        idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
+        concurrency_limit: int | None = None,
+        retry: RetryPolicy | None = None,
+        labels: Mapping[str, str] | None = None,
+        namespace: str | None = None,
+    ) -> str:
+        """Submit one task and return its id.
+
+        ``payload`` is any JSON-serializable value. ``delay`` (seconds or timedelta) or
+        ``run_at`` (timezone-aware) postpone the task; ``max_retries``, ``timeout`` and
+        ``retry`` override the queue's defaults; ``concurrency_key`` with
+        ``concurrency_limit`` caps how many tasks sharing the key run at once.
+
+        With an ``idempotency_key``, a resubmission returns the id of the existing task. When
+        none is given the client generates a random one, so that repeating the call after a
+        lost connection never creates the task twice; the key is visible as
+        ``Task.idempotency_key``.
+        """
+        request = TaskRequest(
+            queue=queue,
+            handler=handler,
+            payload=payload,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_retries=max_retries,
+            timeout=timeout,
+            idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,
+            retry=retry,
+            labels=labels,
+            namespace=namespace,
+        )
+        message = _requests.submit_request(request, self.namespace)
+        response = self._call(self._stub.SubmitTask, message, RETRY_WRITE)
+        return response.task_id
+
+    def submit_many(self, items: Iterable[TaskRequest | Mapping[str, Any]]) -> list[str]:
+        """Submit several tasks in one call and one transaction; return their ids in order.
+
+        Each item is a ``TaskRequest`` or a dict with its keys (``queue`` and ``handler`` at
+        least). Either every task is accepted or none is. Items without an idempotency key get
+        a generated one, as with ``submit``. Errors about one item name it as ``tasks[i]``.
+        """
+        message = _requests.submit_many_request(items, self.namespace)
+        if not message.tasks:
+            return []
+        response = self._call(self._stub.SubmitTasks, message, RETRY_WRITE)
+        return [result.task_id for result in response.results]
+
+    def get(self, task_id: str) -> Task:
+        """The task with this id, with its attempt history."""
+        message = self._call(self._stub.GetTask, pb.GetTaskRequest(task_id=task_id), RETRY_READ)
+        return task_from_proto(message)
+
+    def cancel(self, task_id: str) -> Task:
+        """Cancel the task (a running one is stopped by its worker) and return its state."""
+        response = self._call(
+            self._stub.CancelTask, pb.CancelTaskRequest(task_id=task_id), RETRY_WRITE
+        )
+        return task_from_proto(response.task)
+
+    def watch(self, task_id: str) -> Iterator[Task]:
+        """Snapshots of the task: its current state, then each change, ending once terminal.
+
+        A dropped stream is reopened (the snapshot after reopening may repeat the last one).
+        """
+        return self._watch(task_id, None)
+
+    def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """Block until the task is terminal and return it.
+
+        Raises ``TaskFlowTimeoutError`` when ``timeout`` seconds pass first (``None``: wait
+        for as long as it takes).
+        """
+        with contextlib.closing(self._watch(task_id, timeout)) as watch:
+            for task in watch:
+                if task.done:
+                    return task
+        raise TaskFlowError(f"the watch of task {task_id} ended before the task finished")
+
+    def _watch(self, task_id: str, timeout: float | None) -> Generator[Task, None, None]:
+        request = pb.WatchTaskRequest(task_id=task_id)
+        plan = WatchPlan(task_id, timeout, self._settings.backoff)
+        while True:
+            call = self._stub.WatchTask(
+                request, timeout=plan.remaining(), metadata=self._settings.metadata
+            )
+            error: grpc.RpcError | None = None
+            try:
+                for message in call:
+                    plan.received()
+                    task = task_from_proto(message)
+                    yield task
+                    if task.done:
+                        return
+            except grpc.RpcError as exc:
+                error = exc
+            finally:
+                call.cancel()  # type: ignore[no-untyped-call]
+            time.sleep(plan.pause_after_drop(error))
+
+    def list_tasks_page(
+        self,
+        queue: str | None = None,
+        states: Iterable[TaskState | str] | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+        *,
+        namespace: str | None = None,
+    ) -> tuple[list[Task], str | None]:
+        """One page of tasks and the token of the next page (``None``: last).
+
+        ``queue=None`` lists every queue of the namespace; ``states`` filters by state.
+        """
+        request = _requests.list_tasks_request(
+            namespace or self.namespace, queue, states, page_size, page_token
+        )
+        response = self._call(self._stub.ListTasks, request, RETRY_READ)
+        return [task_from_proto(t) for t in response.tasks], response.next_page_token or None
+
+    def list_tasks(
+        self,
+        queue: str | None = None,
+        states: Iterable[TaskState | str] | None = None,
+        page_size: int = 100,
+        *,
+        namespace: str | None = None,
+    ) -> Iterator[Task]:
+        """Every matching task, fetched a page at a time as the iterator advances."""
+        states = None if states is None else list(states)
+        token: str | None = None
+        while True:
+            tasks, token = self.list_tasks_page(
+                queue, states, page_size, token, namespace=namespace
+            )
+            yield from tasks
+            if token is None:
+                return
+
+    def queue_stats(self, queue: str, namespace: str | None = None) -> QueueStats:
+        """The counters of one queue."""
+        request = pb.GetQueueStatsRequest(namespace=namespace or self.namespace, queue=queue)
+        return queue_stats_from_proto(self._call(self._stub.GetQueueStats, request, RETRY_READ))
+
+    def queues(self, namespace: str | None = None) -> list[QueueStats]:
+        """The counters of every queue of the namespace (``namespace=""``: of every one)."""
+        request = pb.ListQueuesRequest(namespace=self.namespace if namespace is None else namespace)
+        response = self._call(self._stub.ListQueues, request, RETRY_READ)
+        return [queue_stats_from_proto(q) for q in response.queues]
+
+    def dead_letters(
+        self,
+        queue: str,
+        *,
+        namespace: str | None = None,
+        page_size: int = 100,
+        limit: int | None = None,
+    ) -> list[Task]:
+        """Tasks of the queue that exhausted their retries (at most ``limit`` of them)."""
+        tasks: list[Task] = []
+        token: str | None = None
+        while limit is None or len(tasks) < limit:
+            request = _requests.list_dead_letters_request(
+                namespace or self.namespace, queue, page_size, token
+            )
+            response = self._call(self._stub.ListDeadLetters, request, RETRY_READ)
+            tasks.extend(task_from_proto(t) for t in response.tasks)
+            token = response.next_page_token or None
+            if token is None:
+                break
+        return tasks if limit is None else tasks[:limit]
+
+    def replay(
+        self,
+        queue: str,
+        task_ids: Sequence[str] | None = None,
+        *,
+        namespace: str | None = None,
+    ) -> list[str]:
+        """Queue dead-lettered tasks again with fresh attempt counters; return their ids.
+
+        ``task_ids=None`` replays every dead-lettered task of the queue.
+        """
+        request = _requests.replay_request(namespace or self.namespace, queue, task_ids)
+        response = self._call(self._stub.ReplayDeadLetters, request, RETRY_WRITE)
+        return list(response.task_ids)

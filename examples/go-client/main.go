@@ -1,0 +1,162 @@
+// Command go-client submits one TaskFlow task, follows it until it finishes and prints
+// {"task_id": ..., "state": ..., "result": ...} as one JSON line. It exits 0 when the task
+// succeeded and 1 otherwise.
+//
+//	go-client -queue emails -handler send_email -payload '{"to":"a@b.c"}' -timeout 60s
+//
+// The server address comes from -addr, else TASKFLOW_API_ADDR, else localhost:50051; the
+// token, when the server wants one, from TASKFLOW_API_TOKEN.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	taskflowv1 "taskflow.dev/examples/go-client/gen/taskflowv1"
+)
+
+type outcome struct {
+	TaskID string          `json:"task_id"`
+	State  string          `json:"state"`
+	Result json.RawMessage `json:"result"`
+	Error  string          `json:"error,omitempty"`
+}
+
+func envOr(key, fallback string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return fallback
+}
+
+func terminal(state string) bool {
+	return state == "succeeded" || state == "failed" || state == "cancelled"
+}
+
+func randomKey() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// follow reads WatchTask snapshots until the task is terminal, reopening the stream when the
+// server is briefly unavailable.
+func follow(ctx context.Context, client taskflowv1.TaskServiceClient, id string) (*taskflowv1.Task, error) {
+	for {
+		stream, err := client.WatchTask(ctx, &taskflowv1.WatchTaskRequest{TaskId: id})
+		if err == nil {
+			for {
+				task, recvErr := stream.Recv()
+				if recvErr != nil {
+					err = recvErr
+					break
+				}
+				if terminal(task.GetState()) {
+					return task, nil
+				}
+			}
+		}
+		if !errors.Is(err, io.EOF) && status.Code(err) != codes.Unavailable {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func run() (int, error) {
+	addr := flag.String("addr", envOr("TASKFLOW_API_ADDR", "localhost:50051"), "API server address")
+	namespace := flag.String("namespace", "default", "namespace of the queue")
+	queue := flag.String("queue", "default", "queue to submit to")
+	handler := flag.String("handler", "", "handler name (required)")
+	payload := flag.String("payload", "", "task payload as JSON")
+	timeout := flag.Duration("timeout", time.Minute, "how long to wait for the task to finish")
+	flag.Parse()
+
+	if *handler == "" {
+		return 2, errors.New("-handler is required")
+	}
+	if *payload != "" && !json.Valid([]byte(*payload)) {
+		return 2, errors.New("-payload is not valid JSON")
+	}
+
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return 1, err
+	}
+	defer conn.Close()
+	client := taskflowv1.NewTaskServiceClient(conn)
+
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	if token := os.Getenv("TASKFLOW_API_TOKEN"); token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+
+	// The key makes the submission safe to repeat: the server returns the same task.
+	key, err := randomKey()
+	if err != nil {
+		return 1, err
+	}
+	submitted, err := client.SubmitTask(ctx, &taskflowv1.SubmitTaskRequest{Task: &taskflowv1.TaskSpec{
+		Namespace:      *namespace,
+		Queue:          *queue,
+		Handler:        *handler,
+		PayloadJson:    *payload,
+		IdempotencyKey: key,
+	}}, grpc.WaitForReady(true))
+	if err != nil {
+		return 1, fmt.Errorf("submit: %w", err)
+	}
+
+	task, err := follow(ctx, client, submitted.GetTaskId())
+	if err != nil {
+		return 1, fmt.Errorf("watch %s: %w", submitted.GetTaskId(), err)
+	}
+
+	result := json.RawMessage("null")
+	if task.GetResultJson() != "" {
+		result = json.RawMessage(task.GetResultJson())
+	}
+	line, err := json.Marshal(outcome{
+		TaskID: task.GetId(),
+		State:  task.GetState(),
+		Result: result,
+		Error:  task.GetError(),
+	})
+	if err != nil {
+		return 1, err
+	}
+	fmt.Println(string(line))
+	if task.GetState() != "succeeded" {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func main() {
+	code, err := run()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "go-client:", err)
+	}
+	os.Exit(code)
+}
