@@ -100,15 +100,16 @@ class Housekeeper:
                         LostLease(
                             r.id,
                             r.attempt,
+                            r.worker,
                             TaskState.FAILED,
                             f"gave up after {settings.max_lost_leases} attempts whose worker "
                             "vanished (lease expired each time)",
                         )
                     )
                 elif r.outcome == "cancelled":
-                    lost.append(LostLease(r.id, r.attempt, TaskState.CANCELLED, None))
+                    lost.append(LostLease(r.id, r.attempt, r.worker, TaskState.CANCELLED, None))
                 else:
-                    lost.append(LostLease(r.id, r.attempt, TaskState.QUEUED, None))
+                    lost.append(LostLease(r.id, r.attempt, r.worker, TaskState.QUEUED, None))
             report.reclaimed += len(reclaimed)
             log.warning(
                 "reclaimed expired leases",

@@ -18,8 +18,9 @@ log = logging.getLogger("taskflow.recording")
 
 
 class ResultRecorder:
-    def __init__(self, store: TaskStore) -> None:
+    def __init__(self, store: TaskStore, *, linger: float = 0.002) -> None:
         self._store = store
+        self.linger = linger
         self._claims: list[Claim] = []
         self._results: list[AttemptResult] = []
         self._progress: dict[str, tuple[float, str | None]] = {}
@@ -70,6 +71,8 @@ class ResultRecorder:
         while not (self._closing and not self.pending):
             await self._wake.wait()
             self._wake.clear()
+            if not self._closing:
+                await asyncio.sleep(self.linger)  # let a few more results join this batch
             while self.pending:
                 # Everything at once: a result must never be written before its claim.
                 claims, self._claims = self._claims, []

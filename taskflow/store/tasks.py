@@ -53,6 +53,7 @@ class Claim:
 class LostLease:
     task_id: str
     attempt: int
+    worker: str
     state: TaskState  # queued (dispatched again), failed (poison) or cancelled
     error: str | None
 
@@ -288,9 +289,7 @@ class TaskStore:
                        FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::timestamptz[])
                             AS v(id, attempt, worker, started_at)
                        JOIN tasks t ON t.id = v.id
-                       ON CONFLICT (task_id, number) DO UPDATE
-                       SET worker = excluded.worker, started_at = excluded.started_at,
-                           outcome = 'running', finished_at = NULL, error = NULL""",
+                       ON CONFLICT (task_id, number) DO NOTHING""",
                     [
                         [c.task_id for c in claims],
                         [c.attempt for c in claims],
@@ -352,6 +351,7 @@ class TaskStore:
             attempts = [x.attempt for x in lost]
             await conn.execute(
                 f"""UPDATE tasks t SET state = v.state, error = coalesce(v.error, t.error),
+                        attempts = greatest(t.attempts, v.attempt),
                         finished_at = CASE WHEN v.state IN {_TERMINAL_SQL} THEN now() END,
                         updated_at = now()
                     FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[])
@@ -360,12 +360,19 @@ class TaskStore:
                       AND t.attempts <= v.attempt""",
                 [ids, attempts, [x.state.value for x in lost], [x.error for x in lost]],
             )
+            # The claim of a worker that died at once may never have reached PostgreSQL:
+            # the lost attempt is recorded either way.
             await conn.execute(
-                """UPDATE task_attempts a SET outcome = 'lost', finished_at = now(),
-                       error = 'the worker stopped heartbeating; its lease expired'
-                   FROM unnest(%b::uuid[], %b::int[]) AS v(id, attempt)
-                   WHERE a.task_id = v.id AND a.number = v.attempt AND a.outcome = 'running'""",
-                [ids, attempts],
+                """INSERT INTO task_attempts
+                       (task_id, number, worker, started_at, finished_at, outcome, error)
+                   SELECT v.id, v.attempt, v.worker, now(), now(), 'lost',
+                          'the worker stopped heartbeating; its lease expired'
+                   FROM unnest(%b::uuid[], %b::int[], %b::text[]) AS v(id, attempt, worker)
+                   JOIN tasks t ON t.id = v.id
+                   ON CONFLICT (task_id, number) DO UPDATE
+                   SET outcome = 'lost', finished_at = now(), error = excluded.error
+                   WHERE task_attempts.outcome = 'running'""",
+                [ids, attempts, [x.worker for x in lost]],
             )
 
     async def update_progress(self, task_id: str, progress: float, message: str | None) -> None:

@@ -7,13 +7,12 @@ import os
 import sys
 from pathlib import Path
 
-from taskflow_worker import Router, TaskContext
-from taskflow_worker.runtime import WorkerConfig
-from taskflow_worker.serve import serve_worker
-
 from taskflow.config import Settings
 from taskflow.keys import QueueRef
 from taskflow.logs import configure_logging
+from taskflow_worker import Router, TaskContext
+from taskflow_worker.runtime import WorkerConfig
+from taskflow_worker.serve import serve_worker
 
 router = Router()
 

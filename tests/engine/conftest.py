@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 
 import pytest
-from taskflow_worker import Router
-from taskflow_worker.runtime import Worker, WorkerConfig
 
 from taskflow.config import Settings
 from taskflow.engine import Engine
 from taskflow.keys import QueueRef
 from taskflow.models import TaskRecord, TaskState, validate_submission
 from taskflow.store import apply_migrations
+from taskflow_worker import Router
+from taskflow_worker.runtime import Worker, WorkerConfig
 
 QUEUE = QueueRef("default", "jobs")
 

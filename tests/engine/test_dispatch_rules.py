@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from taskflow_worker import Router, TaskContext
-
 from taskflow.engine import Engine
 from taskflow.models import TaskState, validate_submission
 from taskflow.queue.dispatch import RateLimit
+from taskflow_worker import Router, TaskContext
 from tests.engine.conftest import QUEUE, Submit, WorkerHarness, wait_for
 
 

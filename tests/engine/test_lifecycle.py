@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from taskflow_worker import PermanentError, Router, TaskContext
-
 from taskflow.engine import Engine
 from taskflow.models import TaskState
+from taskflow_worker import PermanentError, Router, TaskContext
 from tests.engine.conftest import Submit, WorkerHarness, wait_for
 
 

@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from taskflow_worker import Router, TaskContext
 
 from taskflow.config import Settings
 from taskflow.engine import Engine
 from taskflow.housekeeping import Housekeeper
 from taskflow.models import TaskState, new_task_id, utcnow, validate_submission
 from taskflow.store.tasks import NewTask
+from taskflow_worker import Router, TaskContext
 from tests.engine.conftest import QUEUE, Submit, WorkerHarness, eventually, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,9 +92,13 @@ async def test_cancel_running_task_stops_its_handler(
         return (await engine.queue_stats(QUEUE)).running == 0
 
     await eventually(slot_released, what="the running slot to be released")
-    task = await engine.get(task_id, with_attempts=True)
-    assert task.state == TaskState.CANCELLED
-    assert [a.outcome for a in task.attempt_history] == ["cancelled"]
+
+    async def attempt_recorded() -> bool:
+        task = await engine.get(task_id, with_attempts=True)
+        return [a.outcome for a in task.attempt_history] == ["cancelled"]
+
+    await eventually(attempt_recorded, what="the attempt to be recorded as cancelled")
+    assert (await engine.get(task_id)).state == TaskState.CANCELLED
 
 
 async def test_expired_lease_is_reclaimed_and_the_stale_claim_is_fenced(

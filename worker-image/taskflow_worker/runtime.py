@@ -9,6 +9,7 @@ seconds, the rest are handed back unrun without counting a failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -157,12 +158,17 @@ class Worker:
     async def _claim_loop(self) -> None:
         assert self._dispatcher is not None and self._waiter is not None
         idle_wait = 0.0
+        # Claim in batches: with few free slots, wait briefly for more to free up.
+        threshold = max(1, min(self.config.claim_batch, self.config.concurrency // 4))
         while not self.draining:
             free = self.config.concurrency - len(self.inflight)
-            if free <= 0:
+            if free < threshold:
                 self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_freed.wait(), 0.005 if free else None)
+                free = self.config.concurrency - len(self.inflight)
+                if free <= 0:
+                    continue
             got = 0
             next_due: int | None = None
             now_ms = 0
