@@ -1,0 +1,59 @@
+"""HTTP side of the API server: ``/metrics``, ``/healthz`` (alive), ``/readyz`` (storage up)."""
+
+from __future__ import annotations
+
+import socket
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from taskflow.api.health import CheckReady, readiness
+from taskflow.api.metrics import ApiMetrics
+
+
+def build_app(
+    metrics: ApiMetrics, check_ready: CheckReady, timeout: float = 5.0
+) -> web.Application:
+    async def get_metrics(request: web.Request) -> web.Response:
+        return web.Response(
+            body=await metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        reason = await readiness(check_ready, timeout)
+        if reason is None:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text=f"not ready: {reason}\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) to its parts."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {addr!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def bind(addr: str) -> socket.socket:
+    """A listening TCP socket on ``addr`` (port 0 picks a free port)."""
+    host, port = split_addr(addr)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock

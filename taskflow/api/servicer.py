@@ -1,0 +1,147 @@
+"""``taskflow.v1.TaskService`` over an ``Engine``: parse, delegate, convert."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from taskflow.api.convert import stats_to_proto, submission_from_spec, task_to_proto
+from taskflow.api.status import streaming, unary
+from taskflow.api.types import Context
+from taskflow.api.watch import WatchHub
+from taskflow.engine import Engine
+from taskflow.errors import InvalidArgument
+from taskflow.keys import QueueRef
+from taskflow.models import SubmitResult, TaskRecord, TaskSubmission, utcnow
+from taskflow_client.v1 import tasks_pb2 as pb
+from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
+
+#: Most tasks one SubmitTasks call may carry.
+MAX_BATCH = 10_000
+
+#: Called with every accepted submission and its result (metrics).
+SubmitHook = Callable[[Sequence[TaskSubmission], Sequence[SubmitResult]], None]
+
+
+def queue_ref(namespace: str, queue: str) -> QueueRef:
+    if not queue:
+        raise InvalidArgument("queue", "is required")
+    return QueueRef(namespace or "default", queue)
+
+
+def _page(tasks: Sequence[TaskRecord], token: str | None) -> pb.ListTasksResponse:
+    now = utcnow()
+    return pb.ListTasksResponse(
+        tasks=[task_to_proto(t, now) for t in tasks], next_page_token=token or ""
+    )
+
+
+class TaskServiceServicer(pb_grpc.TaskServiceServicer):
+    def __init__(self, engine: Engine, hub: WatchHub, on_submit: SubmitHook | None = None) -> None:
+        self._engine = engine
+        self._hub = hub
+        self._on_submit = on_submit
+
+    async def _submit(self, specs: Sequence[TaskSubmission]) -> list[SubmitResult]:
+        results = await self._engine.submit(specs)
+        if self._on_submit is not None:
+            self._on_submit(specs, results)
+        return results
+
+    def _checked(self, spec: pb.TaskSpec, path: str) -> TaskSubmission:
+        submission = submission_from_spec(spec, path)
+        self._engine.check_payload(submission, f"{path}.payload_json")
+        return submission
+
+    @unary
+    async def SubmitTask(
+        self, request: pb.SubmitTaskRequest, context: Context
+    ) -> pb.SubmitTaskResponse:
+        (result,) = await self._submit([self._checked(request.task, "task")])
+        return pb.SubmitTaskResponse(task_id=result.task_id, created=result.created)
+
+    @unary
+    async def SubmitTasks(
+        self, request: pb.SubmitTasksRequest, context: Context
+    ) -> pb.SubmitTasksResponse:
+        count = len(request.tasks)
+        if not count:
+            raise InvalidArgument("tasks", "at least one task is required")
+        if count > MAX_BATCH:
+            raise InvalidArgument("tasks", f"at most {MAX_BATCH} tasks per call, got {count}")
+        specs = [self._checked(spec, f"tasks[{i}]") for i, spec in enumerate(request.tasks)]
+        results = await self._submit(specs)
+        return pb.SubmitTasksResponse(
+            results=[pb.SubmitTaskResponse(task_id=r.task_id, created=r.created) for r in results]
+        )
+
+    @unary
+    async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> pb.Task:
+        task = await self._engine.get(request.task_id, with_attempts=True)
+        return task_to_proto(task, utcnow())
+
+    @streaming
+    async def WatchTask(
+        self, request: pb.WatchTaskRequest, context: Context
+    ) -> AsyncIterator[pb.Task]:
+        task = await self._engine.get(request.task_id)
+        yield task_to_proto(task, utcnow())
+        if task.done:
+            return
+        async with self._hub.subscribe(task) as watcher:
+            while not task.done:
+                task = await watcher.next()
+                yield task_to_proto(task, utcnow())
+
+    @unary
+    async def CancelTask(
+        self, request: pb.CancelTaskRequest, context: Context
+    ) -> pb.CancelTaskResponse:
+        task = await self._engine.cancel(request.task_id)
+        return pb.CancelTaskResponse(task=task_to_proto(task, utcnow()))
+
+    @unary
+    async def ListTasks(
+        self, request: pb.ListTasksRequest, context: Context
+    ) -> pb.ListTasksResponse:
+        tasks, token = await self._engine.list_tasks(
+            namespace=request.namespace or "default",
+            queue=request.queue or None,
+            states=list(request.states),
+            page_size=request.page_size,
+            page_token=request.page_token or None,
+        )
+        return _page(tasks, token)
+
+    @unary
+    async def GetQueueStats(
+        self, request: pb.GetQueueStatsRequest, context: Context
+    ) -> pb.QueueStats:
+        stats = await self._engine.queue_stats(queue_ref(request.namespace, request.queue))
+        return stats_to_proto(stats)
+
+    @unary
+    async def ListQueues(
+        self, request: pb.ListQueuesRequest, context: Context
+    ) -> pb.ListQueuesResponse:
+        queues = await self._engine.list_queues(request.namespace or None)
+        return pb.ListQueuesResponse(queues=[stats_to_proto(q) for q in queues])
+
+    @unary
+    async def ListDeadLetters(
+        self, request: pb.ListDeadLettersRequest, context: Context
+    ) -> pb.ListTasksResponse:
+        tasks, token = await self._engine.dead_letters(
+            queue_ref(request.namespace, request.queue),
+            request.page_size,
+            request.page_token or None,
+        )
+        return _page(tasks, token)
+
+    @unary
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Context
+    ) -> pb.ReplayDeadLettersResponse:
+        ids = await self._engine.replay(
+            queue_ref(request.namespace, request.queue), list(request.task_ids)
+        )
+        return pb.ReplayDeadLettersResponse(task_ids=ids)
