@@ -41,6 +41,8 @@ class Settings:
     #: Lost leases (worker vanished) after which a task is failed as poison; not retries.
     max_lost_leases: int = 5
     db_pool_size: int = 10
+    #: How long a request waits for a PostgreSQL connection before it is UNAVAILABLE.
+    db_timeout_seconds: float = 5.0
     retry: RetryDefaults = field(default_factory=RetryDefaults)
 
     @classmethod

@@ -191,13 +191,16 @@ class Engine:
             raise InvalidArgument("page_size", "must be between 1 and 1000 (0 = 100)")
         size = page_size or 100
         before = parse_task_id(page_token, "page_token") if page_token else None
-        rows = await self.store.list_tasks(
-            namespace=namespace or "default",
-            queue=queue or None,
-            states=list(states),
-            limit=size + 1,
-            before_id=before,
-        )
+        try:
+            rows = await self.store.list_tasks(
+                namespace=namespace or "default",
+                queue=queue or None,
+                states=list(states),
+                limit=size + 1,
+                before_id=before,
+            )
+        except UNAVAILABLE_ERRORS as exc:
+            raise Unavailable(f"PostgreSQL: {exc}") from exc
         more = len(rows) > size
         rows = rows[:size]
         return rows, (rows[-1].id if more else None)
@@ -218,11 +221,14 @@ class Engine:
             succeeded=counts["succeeded"],
             failed=counts["failed"],
             cancelled=counts["cancelled"],
-            dead_letters=counts["failed"],
+            dead_letters=max(0, counts["failed"] - counts["replayed"]),
         )
 
     async def list_queues(self, namespace: str | None) -> list[QueueStats]:
-        refs = await self.dispatcher.queues()
+        try:
+            refs = await self.dispatcher.queues()
+        except UNAVAILABLE_ERRORS as exc:
+            raise Unavailable(f"Redis: {exc}") from exc
         return [
             await self.queue_stats(r) for r in refs if not namespace or r.namespace == namespace
         ]
@@ -256,9 +262,19 @@ class Engine:
 
     async def replay(self, ref: QueueRef, task_ids: Sequence[str]) -> list[str]:
         ids = [parse_task_id(t, f"task_ids[{i}]") for i, t in enumerate(task_ids)]
-        tasks = await self.store.reset_for_replay(ref.namespace, ref.name, ids or None)
+        try:
+            tasks = await self.store.reset_for_replay(ref.namespace, ref.name, ids or None)
+        except UNAVAILABLE_ERRORS as exc:
+            raise Unavailable(f"PostgreSQL: {exc}") from exc
         if tasks:
-            await self.dispatcher.enqueue(ref, [enqueue_item(t, ready_now=True) for t in tasks])
+            try:
+                await self.dispatcher.enqueue(ref, [enqueue_item(t, ready_now=True) for t in tasks])
+                await self.dispatcher.count_replayed(ref, len(tasks))
+            except UNAVAILABLE_ERRORS as exc:
+                # Already queued in PostgreSQL: housekeeping dispatches them once Redis is back.
+                log.warning(
+                    "redis unavailable; replayed tasks of %s wait for the sweep: %s", ref, exc
+                )
         return [t.id for t in tasks]
 
     async def set_rate_limit(self, ref: QueueRef, rate: RateLimit | None) -> None:

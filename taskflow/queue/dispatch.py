@@ -74,6 +74,10 @@ class Dispatcher:
         if counts:
             await self.redis.hset(QueueKeys(ref).stats, mapping=counts)  # type: ignore[arg-type]
 
+    async def count_replayed(self, ref: QueueRef, n: int) -> None:
+        """Dead letters sent back to the queue (dead letters = failed - replayed)."""
+        await self.redis.hincrby(QueueKeys(ref).stats, "replayed", n)
+
     async def queues(self) -> list[QueueRef]:
         members = await self.redis.smembers(K.QUEUES)
         return sorted((QueueRef.parse(_s(m)) for m in members), key=lambda r: r.qualified)
@@ -207,4 +211,5 @@ class Dispatcher:
             "succeeded": outcome.get("succeeded", 0),
             "failed": outcome.get("failed", 0),
             "cancelled": outcome.get("cancelled", 0),
+            "replayed": outcome.get("replayed", 0),
         }

@@ -107,9 +107,10 @@ class TaskStore:
             min_size=min_size,
             max_size=max(min_size, settings.db_pool_size),
             open=False,
+            timeout=settings.db_timeout_seconds,
             kwargs={"autocommit": False},
         )
-        await pool.open(wait=True, timeout=30)
+        await pool.open(wait=True, timeout=max(30.0, settings.db_timeout_seconds))
         return cls(pool)
 
     async def close(self) -> None:

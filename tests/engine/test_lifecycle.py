@@ -116,7 +116,9 @@ async def test_replayed_dead_letter_runs_again(
     assert (await wait_for(engine, task_id)).state == TaskState.FAILED
     healthy.set()
     queue = (await engine.get(task_id)).queue_ref
+    assert (await engine.queue_stats(queue)).dead_letters == 1
     assert await engine.replay(queue, []) == [task_id]
+    assert (await engine.queue_stats(queue)).dead_letters == 0
     task = await wait_for(engine, task_id, states=(TaskState.SUCCEEDED,))
     assert task.result == "ok"
     assert [a.outcome for a in task.attempt_history] == ["failed", "succeeded"]
