@@ -133,6 +133,7 @@ class Engine:
                     run_at=due,
                     max_retries=d.max_retries if spec.max_retries is None else spec.max_retries,
                     retry=spec.retry or d.retry,
+                    max_retries_set=spec.max_retries is not None,
                 )
             )
         try:
@@ -296,6 +297,7 @@ def _as_record(t: NewTask) -> TaskRecord:
         attempts=0,
         failures=0,
         max_retries=t.max_retries,
+        max_retries_set=t.max_retries_set,
         timeout_seconds=s.timeout_seconds,
         retry=t.retry,
         idempotency_key=s.idempotency_key,

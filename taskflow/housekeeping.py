@@ -79,6 +79,11 @@ class Housekeeper:
             await self._rebuild(report)
             await d.redis.set(K.EPOCH, str(time.time()))
             report.rebuilt = True
+            if report.redispatched:
+                log.warning(
+                    "redis had lost its data: %d pending task(s) dispatched again from PostgreSQL",
+                    report.redispatched,
+                )
         else:
             await self._check_slice(report)
         await self._retention(report)
@@ -119,7 +124,7 @@ class Housekeeper:
 
     async def _rebuild(self, report: SweepReport) -> None:
         """Redis lost its data: dispatch every pending task again."""
-        log.warning("redis has no epoch marker: rebuilding the dispatch index from PostgreSQL")
+        log.info("no epoch marker in redis: (re)building the dispatch index from PostgreSQL")
         d = self.engine.dispatcher
         d.forget_registrations()
         for (namespace, queue), counts in (await self.engine.store.finished_counts()).items():

@@ -131,6 +131,8 @@ class DispatchBlob:
     max_retries: int
     timeout_seconds: float
     retry: RetryPolicy
+    #: False when the submission left max_retries to the handler's (or the queue's) default.
+    max_retries_set: bool = True
 
     def encode(self) -> str:
         return json.dumps(
@@ -138,6 +140,7 @@ class DispatchBlob:
                 "h": self.handler,
                 "p": self.payload_json,
                 "r": self.max_retries,
+                "rs": self.max_retries_set,
                 "t": self.timeout_seconds,
                 "b": [self.retry.initial_seconds, self.retry.multiplier, self.retry.max_seconds],
             },
@@ -153,6 +156,7 @@ class DispatchBlob:
             handler=d["h"],
             payload_json=d["p"],
             max_retries=d["r"],
+            max_retries_set=d.get("rs", True),
             timeout_seconds=d["t"],
             retry=RetryPolicy(initial_seconds=initial, multiplier=multiplier, max_seconds=cap),
         )
@@ -218,6 +222,7 @@ class TaskRecord:
     traceback: str | None = None
     progress: float | None = None
     progress_message: str | None = None
+    max_retries_set: bool = True
     attempt_history: tuple[Attempt, ...] = field(default_factory=tuple)
 
     @property
@@ -242,6 +247,7 @@ class TaskRecord:
             max_retries=self.max_retries,
             timeout_seconds=self.timeout_seconds,
             retry=self.retry,
+            max_retries_set=self.max_retries_set,
         )
 
 

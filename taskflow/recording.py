@@ -79,9 +79,7 @@ class ResultRecorder:
                 results, self._results = self._results, []
                 progress, self._progress = self._progress, {}
                 try:
-                    await self._store.record_batch(claims, results)
-                    for task_id, (fraction, message) in progress.items():
-                        await self._store.update_progress(task_id, fraction, message)
+                    await self._store.record_batch(claims, results, progress)
                     backoff = 0.05
                 except Exception as exc:
                     log.warning(

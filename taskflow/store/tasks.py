@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,9 +24,9 @@ from taskflow.models import (
 
 _TERMINAL_SQL = "('succeeded', 'failed', 'cancelled')"
 _COLUMNS = """id::text, namespace, queue, handler, payload, priority, state, attempts, failures,
-    max_retries, timeout_seconds, retry_initial, retry_multiplier, retry_max, idempotency_key,
-    concurrency_key, concurrency_limit, labels, run_at, created_at, started_at, finished_at,
-    updated_at, result, error, traceback, progress, progress_message"""
+    max_retries, max_retries_set, timeout_seconds, retry_initial, retry_multiplier, retry_max,
+    idempotency_key, concurrency_key, concurrency_limit, labels, run_at, created_at, started_at,
+    finished_at, updated_at, result, error, traceback, progress, progress_message"""
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class NewTask:
     run_at: datetime
     max_retries: int
     retry: RetryPolicy
+    max_retries_set: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def _record(row: dict[str, Any], attempts: Sequence[Attempt] = ()) -> TaskRecord
         attempts=row["attempts"],
         failures=row["failures"],
         max_retries=row["max_retries"],
+        max_retries_set=row["max_retries_set"],
         timeout_seconds=row["timeout_seconds"],
         retry=RetryPolicy(
             initial_seconds=row["retry_initial"],
@@ -135,6 +137,7 @@ class TaskStore:
             cols["priority"].append(s.priority)
             cols["state"].append(t.state.value)
             cols["max_retries"].append(t.max_retries)
+            cols["max_retries_set"].append(t.max_retries_set)
             cols["timeout_seconds"].append(s.timeout_seconds)
             cols["retry_initial"].append(t.retry.initial_seconds)
             cols["retry_multiplier"].append(t.retry.multiplier)
@@ -263,10 +266,15 @@ class TaskStore:
 
     # -- worker writes ------------------------------------------------------------------------
 
-    async def record_batch(self, claims: Sequence[Claim], results: Sequence[AttemptResult]) -> None:
-        """Claims, then attempt results, in one transaction (claims first: a batch may hold
-        the claim and the result of the same attempt). A task's first terminal transition
-        wins; later ones change nothing."""
+    async def record_batch(
+        self,
+        claims: Sequence[Claim],
+        results: Sequence[AttemptResult],
+        progress: Mapping[str, tuple[float, str | None]] | None = None,
+    ) -> None:
+        """Claims, progress, then attempt results, in one transaction: a batch may hold the
+        claim, the last progress and the result of the same attempt. A task's first terminal
+        transition wins; later ones change nothing."""
         async with self.pool.connection() as conn, conn.transaction():
             if claims:
                 await conn.execute(
@@ -296,6 +304,18 @@ class TaskStore:
                         [c.attempt for c in claims],
                         [c.worker for c in claims],
                         [c.started_at for c in claims],
+                    ],
+                )
+            if progress:
+                await conn.execute(
+                    """UPDATE tasks t SET progress = v.progress, progress_message = v.message,
+                           updated_at = now()
+                       FROM unnest(%b::uuid[], %b::float8[], %b::text[]) AS v(id, progress, message)
+                       WHERE t.id = v.id""",
+                    [
+                        list(progress),
+                        [p for p, _ in progress.values()],
+                        [m for _, m in progress.values()],
                     ],
                 )
             if results:
@@ -376,14 +396,6 @@ class TaskStore:
                 [ids, attempts, [x.worker for x in lost]],
             )
 
-    async def update_progress(self, task_id: str, progress: float, message: str | None) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                """UPDATE tasks SET progress = %s, progress_message = %s, updated_at = now()
-                   WHERE id = %s AND state = 'running'""",
-                (progress, message, task_id),
-            )
-
     # -- control ------------------------------------------------------------------------------
 
     async def mark_cancelled(self, task_id: str) -> TaskRecord | None:
@@ -440,6 +452,7 @@ _INSERT_COLUMNS = (
     "priority",
     "state",
     "max_retries",
+    "max_retries_set",
     "timeout_seconds",
     "retry_initial",
     "retry_multiplier",
@@ -459,6 +472,7 @@ _INSERT_TYPES = (
     "int",
     "text",
     "int",
+    "bool",
     "float8",
     "float8",
     "float8",

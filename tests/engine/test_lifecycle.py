@@ -8,7 +8,7 @@ from typing import Any
 from taskflow.engine import Engine
 from taskflow.models import TaskState
 from taskflow_worker import PermanentError, Router, TaskContext
-from tests.engine.conftest import Submit, WorkerHarness, wait_for
+from tests.engine.conftest import Submit, WorkerHarness, eventually, wait_for
 
 
 async def test_task_runs_and_records_result_and_attempt(
@@ -157,3 +157,47 @@ async def test_timeout_fails_the_attempt(
     assert task.state == TaskState.FAILED
     assert [a.outcome for a in task.attempt_history] == ["timeout", "timeout"]
     assert task.error == "timed out after 0.2s"
+
+
+async def test_handler_retry_limit_applies_when_the_task_sets_none(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    router = Router()
+
+    @router.task("once", max_retries=0)
+    async def once(ctx: TaskContext, payload: None) -> None:
+        raise RuntimeError("no second chance")
+
+    @router.task("twice", max_retries=1)
+    async def twice(ctx: TaskContext, payload: None) -> None:
+        raise RuntimeError("one more chance")
+
+    handler_default = await submit("once")
+    task_overrides = await submit("twice", max_retries=0)
+    handler_allows = await submit("twice", retry={"initial_seconds": 0.01})
+    workers.start(router)
+    assert (await wait_for(engine, handler_default)).attempts == 1
+    assert (await wait_for(engine, task_overrides)).attempts == 1
+    assert (await wait_for(engine, handler_allows)).attempts == 2
+
+
+async def test_last_progress_before_returning_is_kept(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    router = Router()
+
+    @router.task("report")
+    async def report(ctx: TaskContext, payload: None) -> str:
+        ctx.progress(0.5, "half")
+        ctx.progress(1.0, "uploaded")
+        return "done"
+
+    task_id = await submit("report")
+    workers.start(router)
+    await wait_for(engine, task_id)
+
+    async def final_progress() -> bool:
+        task = await engine.get(task_id)
+        return (task.progress, task.progress_message) == (1.0, "uploaded")
+
+    await eventually(final_progress, what="the last progress report to be recorded")

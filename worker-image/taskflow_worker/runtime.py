@@ -203,6 +203,14 @@ class Worker:
             except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
                 await asyncio.sleep(timeout)
 
+    def _max_retries(self, claim: ClaimedTask) -> int:
+        """The task's own limit; else the handler's; else the queue default the task carries."""
+        if not claim.blob.max_retries_set:
+            spec = self.router.get(claim.handler)
+            if spec is not None and spec.max_retries is not None:
+                return spec.max_retries
+        return claim.blob.max_retries
+
     async def _rate_limit(self, ref: QueueRef) -> RateLimit | None:
         """The queue's rate limit, re-read at most once a second."""
         assert self._dispatcher is not None
@@ -223,7 +231,7 @@ class Worker:
             namespace=claim.queue.namespace,
             handler=claim.handler,
             attempt=claim.attempt,
-            max_retries=claim.blob.max_retries,
+            max_retries=self._max_retries(claim),
             worker=self.config.name,
             logger=logging.LoggerAdapter(
                 logging.getLogger("taskflow.task"),
@@ -283,7 +291,7 @@ class Worker:
                 )
             return
         failures = claim.failures + 1
-        if ex.retryable and failures <= claim.blob.max_retries:
+        if ex.retryable and failures <= self._max_retries(claim):
             delay = retry_delay(claim.blob.retry, failures)
             ok = await self._dispatcher.retry(
                 claim.queue, [(claim.id, claim.token, int(delay * 1000), "retry")]

@@ -13,6 +13,7 @@ CREATE TABLE tasks (
     attempts          integer NOT NULL DEFAULT 0,   -- claims so far
     failures          integer NOT NULL DEFAULT 0,   -- attempts that ended in an application failure
     max_retries       integer NOT NULL,
+    max_retries_set   boolean NOT NULL DEFAULT true,  -- false: the handler's own limit wins
     timeout_seconds   double precision NOT NULL DEFAULT 0,
     retry_initial     double precision NOT NULL,
     retry_multiplier  double precision NOT NULL,

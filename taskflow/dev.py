@@ -1,0 +1,195 @@
+"""``taskflow dev``: the whole system on one machine, no cluster.
+
+Starts (or uses, when ``TASKFLOW_REDIS_URL`` / ``TASKFLOW_DATABASE_URL`` name them) Redis and
+PostgreSQL, applies the migrations, serves the API with housekeeping in this process and runs
+N worker processes. Ctrl-C or SIGTERM stops everything in order: workers drain, then the API,
+housekeeping, and the embedded servers. A second Ctrl-C kills the workers instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from taskflow.config import Settings
+from taskflow.devserver.demo import Demo
+from taskflow.devserver.services import ApiServices, check_ports
+from taskflow.devserver.stores import DATABASE_ENV, REDIS_ENV, Stores, start_stores
+from taskflow.devserver.workers import WorkerSupervisor
+from taskflow.store import apply_migrations
+from taskflow_worker.loading import load_router
+
+log = logging.getLogger("taskflow.dev")
+
+DEFAULT_APP = "taskflow_worker.examples:router"
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    workers: int = 2
+    app: str = DEFAULT_APP
+    queues: list[str] = field(default_factory=lambda: ["default"])
+    namespace: str = "default"
+    data_dir: Path = Path(".taskflow")
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8080
+    concurrency: int = 10
+    drain_grace: float = 10.0
+    demo: bool = False
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+
+def run_dev(options: DevOptions, out: TextIO = sys.stdout) -> int:
+    """Run until Ctrl-C/SIGTERM; 0 after a clean stop.
+
+    Raises ``AppLoadError`` for a bad ``--app`` and ``PortInUseError`` for a taken port before
+    anything starts; ``EmbeddedServerError`` and ``taskflow.errors.Unavailable`` when a server
+    cannot be started or reached.
+    """
+    load_router(options.app)
+    check_ports(options.host, {"--grpc-port": options.grpc_port, "--http-port": options.http_port})
+    return asyncio.run(_DevRun(options, out).run())
+
+
+class _DevRun:
+    def __init__(self, options: DevOptions, out: TextIO) -> None:
+        self.options = options
+        self.out = out
+        self.data_dir = options.data_dir.resolve()
+        self.stop = asyncio.Event()
+        self.interrupts = 0
+        self.stores: Stores | None = None
+        self.services: ApiServices | None = None
+        self.supervisor: WorkerSupervisor | None = None
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self._start()
+            if not self.stop.is_set():
+                self._banner()
+            demo = self._start_demo()
+            await self.stop.wait()
+            log.info("stopping (Ctrl-C again to stop the workers without waiting for their tasks)")
+            if demo is not None:
+                await demo
+        finally:
+            await self._shutdown()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        log.info("stopped")
+        return 0
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.interrupts += 1
+        self.stop.set()
+        if self.interrupts > 1 and self.supervisor is not None:
+            log.warning("second %s: not waiting for workers to drain", sig.name)
+            self.supervisor.kill()
+
+    async def _start(self) -> None:
+        o = self.options
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.stores = await asyncio.to_thread(start_stores, self.data_dir)
+        if self.stop.is_set():
+            return
+        applied = await apply_migrations(self.stores.database_url)
+        for mig in applied:
+            log.info("applied migration %04d_%s", mig.version, mig.name)
+        settings = Settings.from_env(
+            redis_url=self.stores.redis_url, database_url=self.stores.database_url
+        )
+        self.services = ApiServices(
+            settings, host=o.host, grpc_port=o.grpc_port, http_port=o.http_port
+        )
+        await self.services.start()
+        if o.workers and not self.stop.is_set():
+            self.supervisor = WorkerSupervisor(
+                o.workers,
+                self._worker_argv(),
+                env={
+                    **os.environ,
+                    REDIS_ENV: self.stores.redis_url,
+                    DATABASE_ENV: self.stores.database_url,
+                    "PYTHONUNBUFFERED": "1",
+                },
+                cwd=Path.cwd(),
+                log_dir=self.data_dir / "logs",
+                drain_grace=o.drain_grace,
+            )
+            await self.supervisor.start()
+
+    def _worker_argv(self) -> list[str]:
+        o = self.options
+        argv = [sys.executable, "-m", "taskflow", "--log-level", o.log_level]
+        argv += ["--log-format", o.log_format, "worker", "--app", o.app]
+        argv += ["--namespace", o.namespace, "--concurrency", str(o.concurrency)]
+        argv += ["--drain-grace", str(o.drain_grace), "--watch-parent", str(os.getpid())]
+        for queue in o.queues:
+            argv += ["--queue", queue]
+        return argv
+
+    def _start_demo(self) -> asyncio.Task[None] | None:
+        if not self.options.demo or self.services is None or self.stop.is_set():
+            return None
+        demo = Demo(self._client_addr(), self.options.namespace, self.options.queues, self.out)
+        return asyncio.create_task(demo.run(self.stop), name="demo")
+
+    def _client_addr(self) -> str:
+        assert self.services is not None
+        host = self.options.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "localhost"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"{host}:{self.services.grpc_port}"
+
+    async def _shutdown(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        if self.services is not None:
+            log.info("stopping the API server and housekeeping")
+            await self.services.stop(grace=2.0)
+        if self.stores is not None:
+            await asyncio.to_thread(self.stores.stop)
+
+    def _banner(self) -> None:
+        assert self.stores is not None and self.services is not None
+        o, s = self.options, self.services
+        addr = self._client_addr()
+        http = f"http://{addr.rsplit(':', 1)[0]}:{s.http_port}"
+        pids = ", ".join(map(str, self.supervisor.pids)) if self.supervisor else "none"
+        queues = " ".join(f"--queue {q}" for q in o.queues)
+        lines = [
+            f"TaskFlow dev is listening on {addr} (gRPC) and {http} (HTTP). Ctrl-C stops it.",
+            f"  gRPC API     {addr}",
+            f"  HTTP         {http}/metrics  {http}/healthz  {http}/readyz",
+            f"  Redis        {self.stores.redis_url}  ({self.stores.notes['redis']})",
+            f"  PostgreSQL   {self.stores.database_url}  ({self.stores.notes['postgres']})",
+            f"  data dir     {self.data_dir}",
+            f"  workers      {o.workers} x concurrency {o.concurrency}, app {o.app}, {queues},"
+            f" pids {pids}",
+            f"  worker logs  {self.data_dir / 'logs'}",
+            "",
+            "Try:",
+            f"  export TASKFLOW_API_ADDR={addr}",
+            f'  taskflow submit {o.queues[0]} add --payload \'{{"a": 2, "b": 3}}\' --wait',
+            f"  taskflow submit {o.queues[0]} send_email"
+            ' --payload \'{"to": "ada@example.com"}\' --wait',
+            f"  taskflow submit {o.queues[0]} sleep --payload '{{\"seconds\": 60}}'"
+            "   # then: taskflow cancel ID",
+            "  taskflow queues",
+            f"  taskflow bench --count 10000 --queue {o.queues[0]}",
+            "",
+        ]
+        print("\n".join(lines), file=self.out, flush=True)

@@ -1,0 +1,115 @@
+"""The API server and housekeeping around one engine, as ``taskflow api`` and ``dev`` run them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Mapping
+
+from taskflow.api.server import ApiServer
+from taskflow.config import Settings
+from taskflow.engine import Engine
+from taskflow.housekeeping import Housekeeper
+
+log = logging.getLogger("taskflow.services")
+
+
+class PortInUseError(Exception):
+    """A port a flag names is taken; the message names the flag."""
+
+    def __init__(self, flag: str, host: str, port: int, reason: str) -> None:
+        super().__init__(f"{flag}: cannot listen on {host}:{port}: {reason}")
+        self.flag = flag
+        self.port = port
+
+
+def check_ports(host: str, ports: Mapping[str, int]) -> None:
+    """Raise ``PortInUseError`` for the first of ``{flag: port}`` that cannot be bound now.
+
+    The probe binds without ``SO_REUSEPORT``, so a server that set it (as gRPC does) still
+    counts as a holder of the port.
+    """
+    seen: dict[int, str] = {}
+    for flag, port in ports.items():
+        if port in seen:
+            raise PortInUseError(flag, host, port, f"the same port as {seen[port]}")
+        seen[port] = flag
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                reason = "port is already in use" if exc.errno == errno.EADDRINUSE else str(exc)
+                raise PortInUseError(flag, host, port, reason) from exc
+
+
+class ApiServices:
+    """An engine, the gRPC/HTTP API server on it and, optionally, the housekeeping sweep."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str,
+        grpc_port: int,
+        http_port: int,
+        housekeeping: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.host = host
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.housekeeping = housekeeping
+        self._engine: Engine | None = None
+        self._server: ApiServer | None = None
+        self._sweep_stop = asyncio.Event()
+        self._sweep: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect (raises ``taskflow.errors.Unavailable``), then serve. Ports are the bound
+        ones afterwards."""
+        self._engine = await Engine.connect(self.settings)
+        server: ApiServer | None = None
+        try:
+            await self._engine.check_ready()
+            server = ApiServer(
+                self._engine,
+                grpc_addr=f"{_host_part(self.host)}:{self.grpc_port}",
+                http_addr=f"{_host_part(self.host)}:{self.http_port}",
+            )
+            await server.start()
+        except BaseException:
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    await server.stop(0)
+            await self._engine.close()
+            self._engine = None
+            raise
+        self._server = server
+        self.grpc_port, self.http_port = server.grpc_port, server.http_port
+        if self.housekeeping:
+            self._sweep = asyncio.create_task(
+                Housekeeper(self._engine).run(self._sweep_stop), name="housekeeping"
+            )
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop the API (in-flight calls get ``grace`` seconds), then housekeeping, then the
+        engine's connections."""
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        if self._sweep is not None:
+            self._sweep_stop.set()
+            await self._sweep
+            self._sweep = None
+        if self._engine is not None:
+            await self._engine.close()
+            self._engine = None
+
+
+def _host_part(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

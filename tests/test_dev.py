@@ -1,0 +1,249 @@
+"""``taskflow dev`` as a new user runs it (the command ``scripts/dev`` execs), driven with the
+``taskflow`` command line, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from taskflow.embedded import free_port
+from taskflow_client import Client
+
+REPO = Path(__file__).resolve().parent.parent
+TASKFLOW = Path(sys.executable).parent / "taskflow"
+START_DEADLINE = 90.0
+STOP_DEADLINE = 60.0
+CLI_DEADLINE = 60.0
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+class DevProcess:
+    """One ``taskflow dev`` subprocess, its stdout read line by line."""
+
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        self.grpc_port = free_port()
+        self.http_port = free_port()
+        self.addr = f"127.0.0.1:{self.grpc_port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TASKFLOW_")}
+        self._log = log.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                str(TASKFLOW),
+                "dev",
+                "--workers",
+                "2",
+                "--grpc-port",
+                str(self.grpc_port),
+                "--http-port",
+                str(self.http_port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.children: set[int] = set()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for_line(self, text: str, deadline: float) -> str:
+        end = time.monotonic() + deadline
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no line with {text!r} within {deadline:g}s: {self.output}")
+            if line is None:
+                pytest.fail(f"taskflow dev exited ({self.proc.wait()}) before {text!r}")
+            self.output.append(line)
+            if text in line:
+                return line
+
+    def started(self) -> None:
+        line = self.wait_for_line("listening", START_DEADLINE)
+        assert self.addr in line
+        self.wait_for_line("worker logs", 5.0)
+        self.children = _descendants(self.proc.pid)
+
+    def interrupt(self) -> int:
+        self.children |= _descendants(self.proc.pid)
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=STOP_DEADLINE)
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=STOP_DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in self.children:
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self._log.close()
+
+
+StartDev = Callable[[], DevProcess]
+
+
+@pytest.fixture
+def start_dev(pg_data_dir: Path) -> Iterator[StartDev]:
+    started: list[DevProcess] = []
+
+    def start() -> DevProcess:
+        dev = DevProcess(pg_data_dir / "taskflow", pg_data_dir / "dev-output.log")
+        started.append(dev)
+        dev.started()
+        return dev
+
+    yield start
+    for dev in started:
+        dev.cleanup()
+
+
+def cli(dev: DevProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKFLOW_")}
+    return subprocess.run(
+        [str(TASKFLOW), *args, "--addr", dev.addr],
+        capture_output=True,
+        text=True,
+        timeout=CLI_DEADLINE,
+        env=env,
+        check=False,
+    )
+
+
+def test_dev_runs_the_whole_system_and_stops_cleanly(start_dev: StartDev) -> None:
+    dev = start_dev()
+
+    done = cli(dev, "submit", "default", "add", "--payload", '{"a":2,"b":3}', "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    task = json.loads(done.stdout)
+    assert task["state"] == "succeeded"
+    assert task["result"] == 5
+    assert "succeeded" in done.stderr  # the progress shown while waiting
+
+    status = cli(dev, "status", task["id"])
+    assert status.returncode == 0, status.stderr
+    assert "succeeded" in status.stdout
+    assert "history" in status.stdout and "#1" in status.stdout
+
+    delayed = cli(
+        dev, "submit", "default", "sleep", "--payload", '{"seconds": 1}', "--delay", "600"
+    )
+    assert delayed.returncode == 0, delayed.stderr
+    delayed_id = delayed.stdout.strip()
+    cancelled = cli(dev, "cancel", delayed_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.strip() == f"cancelled {delayed_id}"
+    shown = cli(dev, "status", delayed_id, "--json")
+    assert json.loads(shown.stdout)["state"] == "cancelled"
+
+    queues = cli(dev, "queues")
+    assert queues.returncode == 0, queues.stderr
+    header, row = queues.stdout.splitlines()[:2]
+    assert header.split() == [
+        "NAMESPACE",
+        "QUEUE",
+        "READY",
+        "SCHEDULED",
+        "RUNNING",
+        "SUCCEEDED",
+        "FAILED",
+        "CANCELLED",
+    ]
+    assert row.split()[:2] == ["default", "default"]
+    assert row.split()[5] == "1" and row.split()[7] == "1"
+
+    servers = [
+        pid
+        for pid in dev.children
+        if "redis-server" in _cmdline(pid) or "postgres" in _cmdline(pid)
+    ]
+    assert servers, "taskflow dev started no embedded Redis/PostgreSQL"
+    assert dev.interrupt() == 0
+    assert [pid for pid in dev.children if _alive(pid)] == []
+
+
+def test_restart_keeps_the_tasks(start_dev: StartDev) -> None:
+    dev = start_dev()
+    submitted = cli(dev, "submit", "default", "add", "--payload", '{"a":20,"b":22}', "--delay", "5")
+    assert submitted.returncode == 0, submitted.stderr
+    task_id = submitted.stdout.strip()
+    assert dev.interrupt() == 0
+
+    dev = start_dev()
+    status = cli(dev, "status", task_id, "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["id"] == task_id
+    with Client(dev.addr) as client:
+        task = client.wait(task_id, timeout=60)
+        assert task.state == "succeeded"
+        assert task.result == 42
+        assert len(client.get(task_id).attempt_history) == 1
+    assert dev.interrupt() == 0
+
+
+def test_scripts_dev_execs_taskflow_dev() -> None:
+    script = REPO / "scripts" / "dev"
+    assert os.access(script, os.X_OK)
+    lines = [line for line in script.read_text().splitlines() if line.strip()]
+    assert lines[-1] == 'exec .venv/bin/taskflow dev --demo "$@"'
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
