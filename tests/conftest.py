@@ -42,6 +42,8 @@ from psycopg import sql
 
 from taskflow.embedded import EmbeddedPostgres, EmbeddedRedis
 
+pytest_plugins = ["tests.go_client"]
+
 REDIS_URL_ENV = "TASKFLOW_TEST_REDIS_URL"
 DATABASE_URL_ENV = "TASKFLOW_TEST_DATABASE_URL"
 
