@@ -119,6 +119,11 @@ class QueueKeys:
         return self._k("cancel")
 
     @property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel on which the ids of running tasks asked to cancel are announced."""
+        return self._k("cancelled")
+
+    @property
     def rate(self) -> str:
         """HASH ``tokens``, ``ts``: the queue's token bucket."""
         return self._k("rate")

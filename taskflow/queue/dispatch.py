@@ -158,7 +158,8 @@ class Dispatcher:
         return [_s(x) for x in await self._scripts.run("extend", QueueKeys(ref), *args)]
 
     async def cancel(self, ref: QueueRef, task_id: str) -> str:
-        return _s(await self._scripts.run("cancel", QueueKeys(ref), task_id))
+        keys = QueueKeys(ref)
+        return _s(await self._scripts.run("cancel", keys, task_id, keys.cancel_channel))
 
     async def reclaim(self, ref: QueueRef, *, limit: int, max_lost: int) -> list[Reclaimed]:
         raw = await self._scripts.run("reclaim", QueueKeys(ref), limit, max_lost)

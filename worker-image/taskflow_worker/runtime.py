@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from taskflow.backoff import retry_delay
 from taskflow.batching import Coalescer
 from taskflow.config import Settings
-from taskflow.keys import QueueRef
+from taskflow.keys import QueueKeys, QueueRef
 from taskflow.models import AttemptResult, ClaimedTask, Outcome, TaskState, utcnow
 from taskflow.queue.dispatch import Dispatcher, RateLimit
 from taskflow.recording import ResultRecorder
@@ -104,6 +104,7 @@ class Worker:
         )
         claimer = asyncio.create_task(self._claim_loop(), name="claim-loop")
         heart = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        listener = asyncio.create_task(self._cancel_listener(), name="cancel-listener")
         try:
             await stop.wait()
         finally:
@@ -112,7 +113,8 @@ class Worker:
             await asyncio.gather(claimer, return_exceptions=True)
             await self._drain()
             heart.cancel()
-            await asyncio.gather(heart, return_exceptions=True)
+            listener.cancel()
+            await asyncio.gather(heart, listener, return_exceptions=True)
             await self._recorder.close()
             await self._store.close()
             await self._dispatcher.redis.aclose()
@@ -334,6 +336,36 @@ class Worker:
             log.warning("lease lost before the outcome was recorded", extra={"task_id": claim.id})
         return accepted
 
+    # -- cancellation -------------------------------------------------------------------------
+
+    async def _cancel_listener(self) -> None:
+        """Stops handlers as soon as their task is cancelled (the heartbeat is the fallback)."""
+        assert self._waiter is not None
+        while True:
+            try:
+                async with self._waiter.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(
+                        *(QueueKeys(r).cancel_channel for r in self.config.queues)
+                    )
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            data = message["data"]
+                            task_id = data.decode() if isinstance(data, bytes) else str(data)
+                            flight = self.inflight.get(task_id)
+                            if flight is not None:
+                                self._request_cancel(flight)
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                log.warning("cancel listener reconnecting", extra={"error": str(exc)})
+                await asyncio.sleep(1.0)
+
+    def _request_cancel(self, flight: InFlight) -> None:
+        if flight.cancel_requested:
+            return
+        flight.cancel_requested = True
+        flight.ctx._cancelled.set()
+        if flight.task is not None:
+            flight.task.cancel()
+
     # -- heartbeats ---------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
@@ -353,11 +385,8 @@ class Worker:
                     log.warning("heartbeat failed", extra={"error": str(exc)})
                     continue
                 for f, status in zip(group, statuses, strict=True):
-                    if status == "cancel" and not f.cancel_requested:
-                        f.cancel_requested = True
-                        f.ctx._cancelled.set()
-                        if f.task is not None:
-                            f.task.cancel()
+                    if status == "cancel":
+                        self._request_cancel(f)
                     elif status == "lost" and not f.lease_lost:
                         f.lease_lost = True
                         f.ctx._cancelled.set()

@@ -3,11 +3,14 @@
 -- cancel, and its worker stops the handler at its next heartbeat and acks it.
 -- Touches: ready, delayed, parking ZSET of its key, running (read), cancel, data, prio,
 -- deliveries, lost, ckey, stats.
--- ARGV: [1] cwait prefix, [2] id.
+-- A running task's id is also published on ARGV[3], the queue's cancel channel, so its
+-- worker can stop the handler at once instead of at its next heartbeat.
+-- ARGV: [1] cwait prefix, [2] id, [3] cancel channel.
 -- Returns "removed", "running" or "unknown".
 local id = ARGV[2]
 if redis.call('HEXISTS', K_RUNNING, id) == 1 then
   redis.call('SADD', K_CANCEL, id)
+  redis.call('PUBLISH', ARGV[3], id)
   return 'running'
 end
 if redis.call('HEXISTS', K_DATA, id) == 0 then
