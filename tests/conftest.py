@@ -42,7 +42,7 @@ from psycopg import sql
 
 from taskflow.embedded import EmbeddedPostgres, EmbeddedRedis
 
-pytest_plugins = ["tests.go_client"]
+pytest_plugins = ["tests.go_client", "tests.k8s.plugin"]
 
 REDIS_URL_ENV = "TASKFLOW_TEST_REDIS_URL"
 DATABASE_URL_ENV = "TASKFLOW_TEST_DATABASE_URL"
