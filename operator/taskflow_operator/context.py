@@ -1,0 +1,68 @@
+"""What lives in kopf's ``memo`` for the operator's lifetime: engine, API client, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from taskflow.engine import Engine
+from taskflow_operator.autoscaler import History
+from taskflow_operator.kube import Kube
+from taskflow_operator.metrics import OperatorMetrics
+from taskflow_operator.settings import OperatorConfig
+
+
+class Leadership:
+    """Whether this operator is the active one.
+
+    kopf stops every daemon while a higher-priority peer is active, and starts them again when
+    it leaves; each TaskQueue daemon holds the leadership while it runs, so "some daemon runs"
+    means "this operator leads". Housekeeping runs only then.
+    """
+
+    def __init__(self) -> None:
+        self._holders = 0
+        self.changed = asyncio.Event()
+
+    @property
+    def active(self) -> bool:
+        return self._holders > 0
+
+    def hold(self) -> None:
+        self._holders += 1
+        self.changed.set()
+
+    def release(self) -> None:
+        self._holders -= 1
+        self.changed.set()
+
+
+@dataclass
+class OperatorContext:
+    config: OperatorConfig
+    engine: Engine
+    kube: Kube
+    metrics: OperatorMetrics
+    leadership: Leadership = field(default_factory=Leadership)
+    #: Autoscaler memory per ``(namespace, name)`` of a TaskQueue.
+    histories: dict[tuple[str, str], History] = field(default_factory=dict)
+    #: One pass at a time per TaskQueue (event handlers and the daemon both reconcile).
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    http: web.AppRunner | None = None
+
+
+def queue_lock(ctx: OperatorContext, namespace: str, name: str) -> asyncio.Lock:
+    return ctx.locks.setdefault((namespace, name), asyncio.Lock())
+
+
+def context(memo: kopf.Memo | Any) -> OperatorContext:
+    ctx = getattr(memo, "ctx", None)
+    if not isinstance(ctx, OperatorContext):
+        raise kopf.TemporaryError("the operator is still starting", delay=1)
+    return ctx

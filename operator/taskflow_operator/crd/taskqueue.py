@@ -1,0 +1,167 @@
+"""``TaskQueue``: a queue's workers (a Deployment the operator owns) and how they scale."""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from taskflow_operator.crd.base import (
+    AGE,
+    CONDITIONS_SCHEMA_EXTRA,
+    Condition,
+    CrdModel,
+    Kind,
+    PrinterColumn,
+    cel,
+    nested,
+)
+
+APP_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
+
+
+class Replicas(CrdModel):
+    model_config = CrdModel.model_config | {
+        "json_schema_extra": cel(("self.min <= self.max", "replicas.min must not exceed max"))
+    }
+
+    min: int = Field(default=0, ge=0, le=1000, description="Fewest pods (0: scale to zero)")
+    max: int = Field(default=10, ge=1, le=1000, description="Most pods")
+
+
+class AutoscalingEngine(StrEnum):
+    BUILTIN = "builtin"
+    KEDA = "keda"
+
+
+class Autoscaling(CrdModel):
+    target_per_pod: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Backlog (ready + running + due delayed tasks) one pod should carry; "
+        "defaults to concurrency",
+    )
+    scale_down_stabilization_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="Scale down only to the highest replica count wanted during this window",
+    )
+    poll_interval_seconds: float = Field(
+        default=5.0, ge=0.2, le=3600, description="How often the backlog is read"
+    )
+    engine: AutoscalingEngine = Field(
+        default=AutoscalingEngine.BUILTIN,
+        description="builtin: the operator scales the Deployment; keda: it emits a KEDA "
+        "ScaledObject instead",
+    )
+
+
+class RetryDefaults(CrdModel):
+    max_retries: int = Field(default=3, ge=0, le=1000, description="Retries after a failure")
+    initial_seconds: float = Field(default=1.0, ge=0, le=86400, description="First backoff")
+    multiplier: float = Field(default=2.0, ge=1, le=100, description="Backoff growth")
+    max_seconds: float = Field(default=300.0, ge=0, le=604800, description="Backoff cap")
+
+
+class RateLimit(CrdModel):
+    per_second: float = Field(gt=0, le=1_000_000, description="Tasks started per second")
+    burst: int = Field(default=1, ge=1, le=1_000_000, description="Tasks allowed at once")
+
+
+class Resources(CrdModel):
+    requests: dict[str, int | str] | None = Field(default=None, description="e.g. cpu: 100m")
+    limits: dict[str, int | str] | None = Field(default=None, description="e.g. memory: 256Mi")
+
+
+class EnvVar(CrdModel):
+    name: str = Field(min_length=1, description="Variable name")
+    value: str | None = Field(default=None, description="Literal value")
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        description="A core/v1 EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef, ...)",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class Connection(CrdModel):
+    secret_name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Secret in this namespace with the keys redisUrl and databaseUrl",
+    )
+
+
+class PullPolicy(StrEnum):
+    ALWAYS = "Always"
+    IF_NOT_PRESENT = "IfNotPresent"
+    NEVER = "Never"
+
+
+class TaskQueueSpec(CrdModel):
+    image: str = Field(min_length=1, description="Worker image (has taskflow and the app)")
+    app: str = Field(pattern=APP_PATTERN, description="module:object of the handlers' Router")
+    concurrency: int = Field(default=10, ge=1, le=10000, description="Tasks run at once per pod")
+    replicas: Replicas = nested(Replicas, "Bounds of the worker Deployment's size")
+    autoscaling: Autoscaling = nested(Autoscaling, "How the backlog drives the replica count")
+    retry: RetryDefaults = nested(RetryDefaults, "Defaults for Tasks that do not set their own")
+    rate_limit: RateLimit | None = Field(default=None, description="Queue-wide start rate")
+    task_timeout_seconds: float = Field(
+        default=0.0, ge=0, le=604800, description="Default task timeout (0: none)"
+    )
+    resources: Resources | None = Field(default=None, description="Worker container resources")
+    env: list[EnvVar] = Field(default_factory=list, description="Extra worker environment")
+    image_pull_policy: PullPolicy = Field(default=PullPolicy.IF_NOT_PRESENT)
+    termination_grace_period_seconds: int = Field(
+        default=30,
+        ge=5,
+        le=86400,
+        description="Pod grace period; workers drain for 5 s less than this",
+    )
+    connection: Connection = Field(description="Where the workers find Redis and PostgreSQL")
+
+    @property
+    def target_per_pod(self) -> int:
+        return self.autoscaling.target_per_pod or self.concurrency
+
+    @property
+    def drain_grace_seconds(self) -> int:
+        return max(0, self.termination_grace_period_seconds - 5)
+
+    def pods_for(self, backlog: int) -> int:
+        """Pods the backlog asks for, before clamping."""
+        return math.ceil(backlog / self.target_per_pod) if backlog > 0 else 0
+
+
+class TaskQueueStatus(CrdModel):
+    backlog: int = Field(default=0, description="Ready + running + due delayed tasks")
+    ready: int = Field(default=0, description="Tasks waiting for a worker")
+    running: int = Field(default=0, description="Tasks being run")
+    replicas: int = Field(default=0, description="Pods of the worker Deployment")
+    desired: int = Field(default=0, description="Replicas the autoscaler wants")
+    last_scale_time: str | None = Field(default=None, description="Last change of replicas")
+    observed_generation: int | None = Field(default=None)
+    conditions: list[Condition] = Field(
+        default_factory=list, json_schema_extra=CONDITIONS_SCHEMA_EXTRA
+    )
+
+
+TASKQUEUE = Kind(
+    kind="TaskQueue",
+    plural="taskqueues",
+    spec=TaskQueueSpec,
+    status=TaskQueueStatus,
+    description="A TaskFlow queue: its worker Deployment and how it scales with the backlog",
+    short_names=("tq",),
+    columns=(
+        PrinterColumn("Backlog", ".status.backlog"),
+        PrinterColumn("Running", ".status.running"),
+        PrinterColumn("Replicas", ".status.replicas"),
+        PrinterColumn("Desired", ".status.desired", priority=1),
+        PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status', "string"),
+        AGE,
+    ),
+)

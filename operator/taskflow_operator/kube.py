@@ -1,0 +1,157 @@
+"""The Kubernetes API calls the operator makes besides kopf's own (blocking client, in threads)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from taskflow_operator.crd import GROUP, VERSION
+
+
+def load_configuration(kubeconfig: Path | None) -> client.Configuration:
+    """From a kubeconfig file when given, else the pod's service account."""
+    cfg = client.Configuration()
+    if kubeconfig is not None:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), client_configuration=cfg
+        )
+    else:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    return cfg
+
+
+def _json(response: Any) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(response.data))
+
+
+class Kube:
+    def __init__(self, configuration: client.Configuration) -> None:
+        self.api = client.ApiClient(configuration)
+        self.apps = client.AppsV1Api(self.api)
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    def close(self) -> None:
+        self.api.close()  # type: ignore[no-untyped-call]
+
+    # -- deployments --------------------------------------------------------------------------
+
+    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await _or_none(
+            self.apps.read_namespaced_deployment, name, namespace, _preload_content=False
+        )
+
+    async def create_deployment(self, body: dict[str, Any]) -> None:
+        ns = body["metadata"]["namespace"]
+        await asyncio.to_thread(self.apps.create_namespaced_deployment, ns, cast(Any, body))
+
+    async def replace_deployment(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        await asyncio.to_thread(
+            self.apps.replace_namespaced_deployment,
+            meta["name"],
+            meta["namespace"],
+            cast(Any, body),
+        )
+
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        await asyncio.to_thread(
+            self.apps.patch_namespaced_deployment_scale,
+            name,
+            namespace,
+            {"spec": {"replicas": replicas}},
+        )
+
+    # -- pods ---------------------------------------------------------------------------------
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        response = await asyncio.to_thread(
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+            _preload_content=False,
+        )
+        return cast(list[dict[str, Any]], _json(response).get("items", []))
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        await asyncio.to_thread(
+            self.core.patch_namespaced_pod,
+            name,
+            namespace,
+            {"metadata": {"annotations": annotations}},
+        )
+
+    # -- custom objects -----------------------------------------------------------------------
+
+    async def get_object(
+        self, plural: str, namespace: str, name: str, group: str = GROUP, version: str = VERSION
+    ) -> dict[str, Any] | None:
+        return await _or_none(
+            self.custom.get_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            _preload_content=False,
+        )
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        await asyncio.to_thread(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": status},
+        )
+
+    async def delete_object(self, plural: str, namespace: str, name: str) -> None:
+        try:
+            await asyncio.to_thread(
+                self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def apply_object(
+        self, group: str, version: str, plural: str, body: dict[str, Any]
+    ) -> bool:
+        """Create, or replace when it differs in spec; True when something was written."""
+        meta = body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        live = await self.get_object(plural, ns, name, group, version)
+        if live is None:
+            await asyncio.to_thread(
+                self.custom.create_namespaced_custom_object, group, version, ns, plural, body
+            )
+            return True
+        if live.get("spec") == body["spec"]:
+            return False
+        body = {
+            **body,
+            "metadata": {**meta, "resourceVersion": live["metadata"]["resourceVersion"]},
+        }
+        await asyncio.to_thread(
+            self.custom.replace_namespaced_custom_object, group, version, ns, plural, name, body
+        )
+        return True
+
+
+async def _or_none(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+    try:
+        response = await asyncio.to_thread(call, *args, **kwargs)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return _json(response)

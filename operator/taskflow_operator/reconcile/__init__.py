@@ -1,0 +1,1 @@
+"""What the handlers delegate to: each module reconciles one concern of one kind."""

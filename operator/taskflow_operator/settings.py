@@ -1,0 +1,38 @@
+"""The operator's own settings (the engine's come from ``taskflow.config.Settings``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Every field has a default that works in a cluster; flags and env override them."""
+
+    #: kubeconfig to use; None means the pod's service account (in-cluster).
+    kubeconfig: Path | None = None
+    #: Namespaces to serve; empty means every namespace (cluster-wide).
+    namespaces: tuple[str, ...] = ()
+    #: ``/metrics`` and ``/v1/backlog/<ns>/<queue>`` (KEDA's metrics-api trigger); 0 disables.
+    http_port: int = 8080
+    http_host: str = "0.0.0.0"
+    #: kopf's liveness endpoint, e.g. ``http://0.0.0.0:8081/healthz``; empty disables.
+    liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
+    #: How KEDA reaches this operator's HTTP port (``engine: keda`` only).
+    public_url: str = field(
+        default_factory=lambda: os.environ.get(
+            "TASKFLOW_OPERATOR_URL", "http://taskflow-operator.taskflow.svc:8080"
+        )
+    )
+    #: kopf peering: operators sharing a name elect one active leader.
+    peering_name: str = "taskflow"
+    standalone: bool = False
+    priority: int = 0
+    #: How often a running Task's status is compared with the engine.
+    task_poll_seconds: float = 2.0
+    #: Timeout of one worker pod's ``/healthz`` probe (in-flight count for deletion cost).
+    pod_probe_timeout: float = 0.5
+    #: Run housekeeping (lease reclaim, delayed promotion, Redis rebuild, retention).
+    housekeeping: bool = True
