@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import psycopg
@@ -23,7 +24,9 @@ from taskflow.config import Settings
 from taskflow.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
 from taskflow.keys import QueueRef
 from taskflow.models import (
+    QueueConfig,
     QueueStats,
+    RateLimit,
     RetryPolicy,
     SubmitResult,
     TaskRecord,
@@ -33,7 +36,8 @@ from taskflow.models import (
     parse_task_id,
     utcnow,
 )
-from taskflow.queue.dispatch import Dispatcher, EnqueueItem, RateLimit
+from taskflow.queue.dispatch import Dispatcher, EnqueueItem
+from taskflow.store.queues import QueueStore
 from taskflow.store.tasks import NewTask, TaskStore
 
 log = logging.getLogger("taskflow.engine")
@@ -48,8 +52,15 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class QueueDefaults:
+    """What a task of the queue gets for the fields it leaves unset."""
+
     max_retries: int
     retry: RetryPolicy
+    timeout_seconds: float
+
+
+#: How long a process trusts its copy of a queue's settings.
+QUEUE_CONFIG_TTL = 5.0
 
 
 def enqueue_item(task: TaskRecord, *, ready_now: bool = False) -> EnqueueItem:
@@ -72,6 +83,8 @@ class Engine:
         self.settings = settings
         self.store = store
         self.dispatcher = dispatcher
+        self.queue_store = QueueStore(store.pool)
+        self._queue_configs: dict[QueueRef, tuple[float, QueueConfig]] = {}
         self._submits: Coalescer[TaskSubmission, SubmitResult] = Coalescer(self._submit_batch)
 
     @classmethod
@@ -97,16 +110,43 @@ class Engine:
 
     # -- submission ---------------------------------------------------------------------------
 
-    def defaults_for(self, ref: QueueRef) -> QueueDefaults:
+    async def defaults_for(self, ref: QueueRef) -> QueueDefaults:
+        """The queue's settings (``configure_queue``) over the global ones; cached briefly."""
+        now = time.monotonic()
+        cached = self._queue_configs.get(ref)
+        if cached is None or now - cached[0] > QUEUE_CONFIG_TTL:
+            try:
+                config = await self.queue_store.get(ref) or QueueConfig()
+            except UNAVAILABLE_ERRORS as exc:
+                raise Unavailable(f"PostgreSQL: {exc}") from exc
+            cached = (now, config)
+            self._queue_configs[ref] = cached
+        config = cached[1]
         r = self.settings.retry
         return QueueDefaults(
-            max_retries=self.settings.default_max_retries,
-            retry=RetryPolicy(
+            max_retries=(
+                self.settings.default_max_retries
+                if config.max_retries is None
+                else config.max_retries
+            ),
+            retry=config.retry
+            or RetryPolicy(
                 initial_seconds=r.initial_seconds,
                 multiplier=r.multiplier,
                 max_seconds=r.max_seconds,
             ),
+            timeout_seconds=config.timeout_seconds or 0.0,
         )
+
+    async def configure_queue(self, ref: QueueRef, config: QueueConfig) -> None:
+        """Store a queue's defaults and rate limit (PostgreSQL, with the rate copied to Redis)."""
+        try:
+            await self.queue_store.upsert(ref, config)
+        except UNAVAILABLE_ERRORS as exc:
+            raise Unavailable(f"PostgreSQL: {exc}") from exc
+        self._queue_configs[ref] = (time.monotonic(), config)
+        await self.dispatcher.register_queue(ref)
+        await self.dispatcher.set_rate_limit(ref, config.rate)
 
     def check_payload(self, spec: TaskSubmission, field: str) -> None:
         size = len(json.dumps(spec.payload))
@@ -122,8 +162,9 @@ class Engine:
     async def _submit_batch(self, specs: Sequence[TaskSubmission]) -> list[SubmitResult]:
         now = utcnow()
         new: list[NewTask] = []
+        defaults = {ref: await self.defaults_for(ref) for ref in {s.queue_ref for s in specs}}
         for spec in specs:
-            d = self.defaults_for(spec.queue_ref)
+            d = defaults[spec.queue_ref]
             due = spec.due_at(now)
             new.append(
                 NewTask(
@@ -134,6 +175,7 @@ class Engine:
                     max_retries=d.max_retries if spec.max_retries is None else spec.max_retries,
                     retry=spec.retry or d.retry,
                     max_retries_set=spec.max_retries is not None,
+                    timeout_seconds=spec.timeout_seconds or d.timeout_seconds,
                 )
             )
         try:
@@ -279,8 +321,9 @@ class Engine:
         return [t.id for t in tasks]
 
     async def set_rate_limit(self, ref: QueueRef, rate: RateLimit | None) -> None:
-        await self.dispatcher.register_queue(ref)
-        await self.dispatcher.set_rate_limit(ref, rate)
+        """Change only the queue's rate limit."""
+        current = await self.queue_store.get(ref) or QueueConfig()
+        await self.configure_queue(ref, replace(current, rate=rate))
 
 
 def _as_record(t: NewTask) -> TaskRecord:
@@ -298,7 +341,7 @@ def _as_record(t: NewTask) -> TaskRecord:
         failures=0,
         max_retries=t.max_retries,
         max_retries_set=t.max_retries_set,
-        timeout_seconds=s.timeout_seconds,
+        timeout_seconds=t.timeout_seconds,
         retry=t.retry,
         idempotency_key=s.idempotency_key,
         concurrency_key=s.concurrency_key,

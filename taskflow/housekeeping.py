@@ -127,6 +127,9 @@ class Housekeeper:
         log.info("no epoch marker in redis: (re)building the dispatch index from PostgreSQL")
         d = self.engine.dispatcher
         d.forget_registrations()
+        for ref, config in (await self.engine.queue_store.all()).items():
+            await d.register_queue(ref)
+            await d.set_rate_limit(ref, config.rate)
         for (namespace, queue), counts in (await self.engine.store.finished_counts()).items():
             await d.restore_counters(QueueRef(namespace, queue), counts)
         after: str | None = None

@@ -252,6 +252,24 @@ class TaskRecord:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: ``per_second`` tokens a second, at most ``burst`` saved up."""
+
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """Per-queue settings; None means the global default (``Settings``)."""
+
+    max_retries: int | None = None
+    retry: RetryPolicy | None = None
+    timeout_seconds: float | None = None
+    rate: RateLimit | None = None
+
+
+@dataclass(frozen=True)
 class QueueStats:
     namespace: str
     queue: str

@@ -10,8 +10,10 @@ from redis.asyncio import Redis
 
 from taskflow import keys as K
 from taskflow.keys import QueueKeys, QueueRef
-from taskflow.models import ClaimedTask, DispatchBlob
+from taskflow.models import ClaimedTask, DispatchBlob, RateLimit
 from taskflow.queue.scripts import Scripts
+
+__all__ = ["ClaimBatch", "Dispatcher", "EnqueueItem", "RateLimit", "Reclaimed"]
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,6 @@ class Reclaimed:
     worker: str
     attempt: int
     outcome: str  # requeued, poison, cancelled
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    per_second: float
-    burst: int
 
 
 def _s(value: Any) -> str:

@@ -40,6 +40,7 @@ class NewTask:
     max_retries: int
     retry: RetryPolicy
     max_retries_set: bool = True
+    timeout_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class TaskStore:
             cols["state"].append(t.state.value)
             cols["max_retries"].append(t.max_retries)
             cols["max_retries_set"].append(t.max_retries_set)
-            cols["timeout_seconds"].append(s.timeout_seconds)
+            cols["timeout_seconds"].append(t.timeout_seconds)
             cols["retry_initial"].append(t.retry.initial_seconds)
             cols["retry_multiplier"].append(t.retry.multiplier)
             cols["retry_max"].append(t.retry.max_seconds)

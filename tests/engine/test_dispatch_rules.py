@@ -6,8 +6,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from taskflow.engine import Engine
-from taskflow.models import TaskState, validate_submission
-from taskflow.queue.dispatch import RateLimit
+from taskflow.housekeeping import Housekeeper
+from taskflow.models import QueueConfig, RateLimit, RetryPolicy, TaskState, validate_submission
 from taskflow_worker import Router, TaskContext
 from tests.engine.conftest import QUEUE, Submit, WorkerHarness, wait_for
 
@@ -117,3 +117,30 @@ async def test_concurrency_key_limits_parallel_runs(
     assert peak <= 2
     stats = await engine.queue_stats(QUEUE)
     assert stats.ready == 0 and stats.running == 0 and stats.succeeded == 6
+
+
+async def test_queue_settings_fill_what_a_task_leaves_unset(engine: Engine, submit: Submit) -> None:
+    await engine.configure_queue(
+        QUEUE,
+        QueueConfig(
+            max_retries=7,
+            retry=RetryPolicy(initial_seconds=0.5, multiplier=3, max_seconds=9),
+            timeout_seconds=12,
+            rate=RateLimit(per_second=50, burst=5),
+        ),
+    )
+    inherits = await engine.get(await submit("noop"))
+    assert (inherits.max_retries, inherits.timeout_seconds) == (7, 12)
+    assert inherits.retry == RetryPolicy(initial_seconds=0.5, multiplier=3, max_seconds=9)
+    own = await engine.get(await submit("noop", max_retries=1, timeout_seconds=2))
+    assert (own.max_retries, own.timeout_seconds) == (1, 2)
+    assert await engine.dispatcher.rate_limit(QUEUE) == RateLimit(per_second=50, burst=5)
+
+
+async def test_rate_limit_comes_back_after_redis_lost_its_data(engine: Engine) -> None:
+    await engine.configure_queue(QUEUE, QueueConfig(rate=RateLimit(per_second=3, burst=1)))
+    await engine.dispatcher.redis.flushall()
+    report = await Housekeeper(engine).sweep_once()
+    assert report.rebuilt
+    assert await engine.dispatcher.rate_limit(QUEUE) == RateLimit(per_second=3, burst=1)
+    assert QUEUE in await engine.dispatcher.queues()

@@ -222,7 +222,7 @@ async def test_task_whose_enqueue_never_reached_redis_is_dispatched(
     engine: Engine, workers: WorkerHarness, housekeeping: Housekeeper
 ) -> None:
     spec = validate_submission({"queue": "jobs", "handler": "noop"})
-    defaults = engine.defaults_for(QUEUE)
+    defaults = await engine.defaults_for(QUEUE)
     orphan = NewTask(new_task_id(), spec, TaskState.QUEUED, utcnow(), 3, defaults.retry)
     await engine.store.insert([orphan])  # committed, as if the API crashed before Redis
     router = Router()

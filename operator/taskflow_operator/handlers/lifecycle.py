@@ -10,8 +10,9 @@ import kopf
 from aiohttp import web
 
 from taskflow.config import Settings
-from taskflow.engine import Engine
+from taskflow.engine import UNAVAILABLE_ERRORS, Engine
 from taskflow.errors import Unavailable
+from taskflow.store import apply_migrations
 from taskflow_operator.context import OperatorContext, context
 from taskflow_operator.kube import Kube, load_configuration
 from taskflow_operator.metrics import OperatorMetrics, http_app
@@ -58,8 +59,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
 
 
 async def _start(config: OperatorConfig) -> OperatorContext:
+    settings = Settings.from_env()
     try:
-        engine = await Engine.connect(Settings.from_env())
+        # Idempotent and serialized by an advisory lock: whichever of the API and the
+        # operator starts first brings the schema up to date.
+        await apply_migrations(settings.database_url)
+        engine = await Engine.connect(settings)
+    except UNAVAILABLE_ERRORS as exc:
+        raise kopf.TemporaryError(str(exc), delay=5) from exc
     except Unavailable as exc:
         raise kopf.TemporaryError(str(exc), delay=5) from exc
     ctx = OperatorContext(

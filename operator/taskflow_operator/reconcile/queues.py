@@ -21,7 +21,7 @@ from taskflow_operator.conditions import FALSE, TRUE, now_rfc3339, same_conditio
 from taskflow_operator.context import OperatorContext, queue_lock
 from taskflow_operator.crd.taskqueue import AutoscalingEngine, TaskQueueSpec
 from taskflow_operator.reconcile.podcost import annotations_to_write, http_probe, measure
-from taskflow_operator.reconcile.workers import WorkersState, apply_rate_limit, ensure_workers
+from taskflow_operator.reconcile.workers import WorkersState, apply_queue_settings, ensure_workers
 
 log = logging.getLogger("taskflow.operator.queues")
 PLURAL = "taskqueues"
@@ -72,7 +72,7 @@ async def _pass(ctx: OperatorContext, body: Any, *, scale: bool) -> PassResult:
     stats: QueueStats | None = None
     engine_error: str | None = None
     try:
-        await apply_rate_limit(ctx, owner, spec)
+        await apply_queue_settings(ctx, owner, spec)
         stats = await ctx.engine.queue_stats(ref)
     except (Unavailable, OSError) as exc:
         engine_error = str(exc)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskflow.keys import QueueRef
-from taskflow.queue.dispatch import RateLimit
+from taskflow.models import QueueConfig, RateLimit, RetryPolicy
 from taskflow_operator.builders.common import Owner, workers_name
 from taskflow_operator.builders.deployment import workers_deployment
 from taskflow_operator.builders.drift import drifted
@@ -86,9 +86,20 @@ async def _ensure_scaled_object(ctx: OperatorContext, owner: Owner, spec: TaskQu
         log.info("applied KEDA ScaledObject", extra={"queue": owner.name})
 
 
-async def apply_rate_limit(ctx: OperatorContext, owner: Owner, spec: TaskQueueSpec) -> None:
+async def apply_queue_settings(ctx: OperatorContext, owner: Owner, spec: TaskQueueSpec) -> None:
+    """The engine applies the TaskQueue's retry defaults, task timeout and rate limit."""
     rate = spec.rate_limit
-    await ctx.engine.set_rate_limit(
+    retry = spec.retry
+    await ctx.engine.configure_queue(
         QueueRef(owner.namespace, owner.name),
-        RateLimit(rate.per_second, rate.burst) if rate else None,
+        QueueConfig(
+            max_retries=retry.max_retries,
+            retry=RetryPolicy(
+                initial_seconds=retry.initial_seconds,
+                multiplier=retry.multiplier,
+                max_seconds=retry.max_seconds,
+            ),
+            timeout_seconds=spec.task_timeout_seconds,
+            rate=RateLimit(rate.per_second, rate.burst) if rate else None,
+        ),
     )
