@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
+from taskflow.api import ApiServer
 from taskflow.config import Settings
 from taskflow.engine import Engine
 from taskflow.keys import QueueRef
 from taskflow.models import TaskState, validate_submission
 from taskflow.store import apply_migrations
+from taskflow_client import AsyncClient
 from taskflow_operator.builders.common import DELETION_COST, selector
 from taskflow_worker.examples import router
 from taskflow_worker.runtime import Worker, WorkerConfig
@@ -28,8 +30,10 @@ from tests.k8s.operator_support import (
     await_,
     install_crds,
     operator_config,
+    task,
     taskqueue,
 )
+from tests.k8s.test_operator_task import phase
 
 STORY_LOG = Path("/tmp/taskflow-operator-story.txt")
 
@@ -172,6 +176,7 @@ async def test_whole_story_two_thousand_tasks(
     stop = asyncio.Event()
     seen: list[int] = []
     report: list[str] = []
+    servers: list[ApiServer] = []
     try:
         objects.create(
             "taskqueues",
@@ -183,7 +188,17 @@ async def test_whole_story_two_thousand_tasks(
             ),
         )
         await await_(lambda: replicas(objects, "story-workers") == 0, 30, "created at zero")
-        ids = await submit(engine, k8s_namespace, "story", 2000, "noop", None)
+        # 2,000 tasks through the public gRPC API, in batches, as an application would.
+        api = ApiServer(engine, grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0")
+        await api.start()
+        servers.append(api)
+        async with AsyncClient(f"127.0.0.1:{api.grpc_port}", namespace=k8s_namespace) as grpc:
+            ids = []
+            for _ in range(4):
+                ids += await grpc.submit_many(
+                    [{"queue": "story", "handler": "noop"} for _ in range(500)]
+                )
+        objects.create("tasks", task("story-report", "story", "add", {"a": 40, "b": 2}))
         await await_(lambda: replicas(objects, "story-workers") == 5, 15, "scaled up from zero")
         report.append(kubectl(k8s_kubeconfig, "get", "tq,tasks", "-n", k8s_namespace, "-o", "wide"))
         worker = Worker(router, engine.settings, WorkerConfig(queues=[ref], concurrency=100))
@@ -192,7 +207,7 @@ async def test_whole_story_two_thousand_tasks(
         async def all_done() -> bool:
             stats = await engine.queue_stats(ref)
             seen.append(replicas(objects, "story-workers") or 0)
-            return stats.succeeded == len(ids)
+            return stats.succeeded == len(ids) + 1 and phase(objects, "story-report") == "Succeeded"
 
         deadline = time.monotonic() + 120
         while not await all_done():
@@ -206,7 +221,9 @@ async def test_whole_story_two_thousand_tasks(
         await running
     finally:
         stop.set()
+        for api in servers:
+            await api.stop(1)
         await asyncio.to_thread(op.stop)
     stats = await engine.queue_stats(ref)
-    assert (stats.succeeded, stats.failed, stats.backlog) == (2000, 0, 0)
+    assert (stats.succeeded, stats.failed, stats.backlog) == (2001, 0, 0)
     STORY_LOG.write_text("\n\n".join(report) + "\n\n# operator log\n" + log_path.read_text())
