@@ -176,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-grace", type=_seconds(positive=False), default=25.0, help="(25)")
     p.add_argument("--watch-parent", type=int, default=None, help=argparse.SUPPRESS)
 
-    p = add("operator", "run the Kubernetes operator")
+    p = sub.add_parser(
+        "operator",
+        help="run the Kubernetes operator (taskflow operator --help for its flags)",
+        add_help=False,
+    )
     p.add_argument("operator_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     p = add("migrate", "apply the PostgreSQL migrations")
@@ -220,7 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "command", None) == "operator":
+        # Everything after `operator` is the operator's own command line (see its --help).
+        args.operator_args = [*extra, *args.operator_args]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.log_level = getattr(args, "log_level", "INFO")
     args.log_format = getattr(args, "log_format", None)
     if args.command is None:

@@ -253,3 +253,16 @@ def test_the_installed_command_prints_one_line_and_no_traceback() -> None:
 def test_logging_flags_go_before_or_after_the_command(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     assert (args.log_level, args.log_format) == ("DEBUG", "text")
+
+
+def test_operator_flags_reach_the_operator(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "operator", "--help")
+    assert code == 0
+    assert "--namespace" in out and "--standalone" in out
+    code, _, err = run(capsys, "operator", "--no-such-flag")
+    assert code == 2 and "--no-such-flag" in err
+
+
+def test_unknown_flag_of_a_client_command_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "status", "some-id", "--no-such-flag")
+    assert code == 2 and "--no-such-flag" in err and "Traceback" not in err
