@@ -76,11 +76,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _ensure_port_free(host: str, port: int, server: str) -> None:
-    """Raise when something already listens on ``host:port``.
+def port_unavailable(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on right now, or None when it can.
 
-    ``SO_REUSEADDR`` mirrors what both servers set, so a port held only by TIME_WAIT
-    connections of a previous run counts as free, as it does for them.
+    ``SO_REUSEADDR`` mirrors what servers set, so a port held only by TIME_WAIT connections of
+    a previous run counts as free, as it does for them. No ``SO_REUSEPORT``: a server that set
+    it (as gRPC does) still counts as a holder of the port.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -88,11 +89,14 @@ def _ensure_port_free(host: str, port: int, server: str) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise EmbeddedServerError(
-                    f"cannot start {server}: port {port} on {host} is already in use"
-                ) from exc
-            raise EmbeddedServerError(f"cannot start {server} on {host}:{port}: {exc}") from exc
+            return "port is already in use" if exc.errno == errno.EADDRINUSE else str(exc)
+    return None
+
+
+def _ensure_port_free(host: str, port: int, server: str) -> None:
+    reason = port_unavailable(host, port)
+    if reason is not None:
+        raise EmbeddedServerError(f"cannot start {server} on {host}:{port}: {reason}")
 
 
 def _url_host(host: str) -> str:

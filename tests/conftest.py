@@ -30,7 +30,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -40,7 +40,10 @@ import pytest
 import redis
 from psycopg import sql
 
+from taskflow.config import Settings
 from taskflow.embedded import EmbeddedPostgres, EmbeddedRedis
+from taskflow.engine import Engine
+from taskflow.store import apply_migrations
 
 pytest_plugins = ["tests.go_client", "tests.k8s.plugin"]
 
@@ -156,3 +159,18 @@ def database_url(
 # ---------------------------------------------------------------------------------------------
 # Engine and API fixtures follow.
 # ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(redis_url: str, database_url: str) -> Settings:
+    """Engine settings on the test servers; test folders override it to tune values."""
+    return Settings(redis_url=redis_url, database_url=database_url)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[Engine]:
+    """An engine on a migrated database."""
+    await apply_migrations(settings.database_url)
+    eng = await Engine.connect(settings)
+    yield eng
+    await eng.close()

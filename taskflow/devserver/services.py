@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import socket
 from collections.abc import Mapping
 
 from taskflow.api.server import ApiServer
 from taskflow.config import Settings
+from taskflow.embedded import port_unavailable
 from taskflow.engine import Engine
 from taskflow.housekeeping import Housekeeper
 
@@ -27,24 +26,15 @@ class PortInUseError(Exception):
 
 
 def check_ports(host: str, ports: Mapping[str, int]) -> None:
-    """Raise ``PortInUseError`` for the first of ``{flag: port}`` that cannot be bound now.
-
-    The probe binds without ``SO_REUSEPORT``, so a server that set it (as gRPC does) still
-    counts as a holder of the port.
-    """
+    """Raise ``PortInUseError`` for the first of ``{flag: port}`` that cannot be bound now."""
     seen: dict[int, str] = {}
     for flag, port in ports.items():
         if port in seen:
             raise PortInUseError(flag, host, port, f"the same port as {seen[port]}")
         seen[port] = flag
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, port))
-            except OSError as exc:
-                reason = "port is already in use" if exc.errno == errno.EADDRINUSE else str(exc)
-                raise PortInUseError(flag, host, port, reason) from exc
+        reason = port_unavailable(host, port)
+        if reason is not None:
+            raise PortInUseError(flag, host, port, reason)
 
 
 class ApiServices:

@@ -16,7 +16,6 @@ from taskflow.config import Settings
 from taskflow.engine import Engine
 from taskflow.keys import QueueRef
 from taskflow.models import AttemptResult, Outcome, TaskState, utcnow
-from taskflow.store import apply_migrations
 from taskflow.store.tasks import Claim
 from taskflow_client.v1 import tasks_pb2 as pb
 from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
@@ -31,14 +30,6 @@ MAX_PAYLOAD = 64 * 1024
 @pytest.fixture
 def settings(redis_url: str, database_url: str) -> Settings:
     return Settings(redis_url=redis_url, database_url=database_url, max_payload_bytes=MAX_PAYLOAD)
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[Engine]:
-    await apply_migrations(settings.database_url)
-    eng = await Engine.connect(settings)
-    yield eng
-    await eng.close()
 
 
 @pytest.fixture

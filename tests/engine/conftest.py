@@ -13,7 +13,6 @@ from taskflow.config import Settings
 from taskflow.engine import Engine
 from taskflow.keys import QueueRef
 from taskflow.models import TaskRecord, TaskState, validate_submission
-from taskflow.store import apply_migrations
 from taskflow_worker import Router
 from taskflow_worker.runtime import Worker, WorkerConfig
 
@@ -29,14 +28,6 @@ def settings(redis_url: str, database_url: str) -> Settings:
         sweep_interval=0.2,
         orphan_grace_seconds=0.5,
     )
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[Engine]:
-    await apply_migrations(settings.database_url)
-    eng = await Engine.connect(settings)
-    yield eng
-    await eng.close()
 
 
 class WorkerHarness:

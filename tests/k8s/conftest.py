@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from taskflow.config import Settings
 from tests.k8s.controlplane import (
     BUILD_HINT,
     ControlPlane,
@@ -20,6 +21,7 @@ from tests.k8s.controlplane import (
     new_api_client,
     start_control_plane,
 )
+from tests.k8s.operator_support import install_crds
 
 K8S_DIR = Path(__file__).resolve().parent
 UNAVAILABLE_KEY = pytest.StashKey[str | None]()
@@ -128,3 +130,21 @@ def k8s_namespace(request: pytest.FixtureRequest, k8s_api: client.ApiClient) -> 
     except ApiException as error:
         if error.status != 404:
             raise
+
+
+@pytest.fixture
+def operator_settings(
+    redis_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch, k8s_api: client.ApiClient
+) -> Settings:
+    """TaskFlow's CRDs installed, and the test servers in the environment, where the operator
+    reads them."""
+    install_crds(k8s_api)
+    monkeypatch.setenv("TASKFLOW_REDIS_URL", redis_url)
+    monkeypatch.setenv("TASKFLOW_DATABASE_URL", database_url)
+    return Settings.from_env()
+
+
+@pytest.fixture
+def settings(operator_settings: Settings) -> Settings:
+    """Engines of the cluster tests use the operator's settings."""
+    return operator_settings

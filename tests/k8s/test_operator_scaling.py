@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,9 @@ import pytest
 from kubernetes import client, watch
 
 from taskflow.api import ApiServer
-from taskflow.config import Settings
 from taskflow.engine import Engine
 from taskflow.keys import QueueRef
 from taskflow.models import TaskState, validate_submission
-from taskflow.store import apply_migrations
 from taskflow_client import AsyncClient
 from taskflow_operator.builders.common import DELETION_COST, selector
 from taskflow_worker.examples import router
@@ -28,7 +25,6 @@ from tests.k8s.operator_support import (
     Objects,
     RunningOperator,
     await_,
-    install_crds,
     operator_config,
     task,
     taskqueue,
@@ -36,19 +32,6 @@ from tests.k8s.operator_support import (
 from tests.k8s.test_operator_task import phase
 
 STORY_LOG = Path("/tmp/taskflow-operator-story.txt")
-
-
-@pytest.fixture
-async def engine(
-    redis_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch, k8s_api: client.ApiClient
-) -> AsyncIterator[Engine]:
-    await asyncio.to_thread(install_crds, k8s_api)
-    monkeypatch.setenv("TASKFLOW_REDIS_URL", redis_url)
-    monkeypatch.setenv("TASKFLOW_DATABASE_URL", database_url)
-    await apply_migrations(database_url)
-    eng = await Engine.connect(Settings.from_env())
-    yield eng
-    await eng.close()
 
 
 class PodWatch:

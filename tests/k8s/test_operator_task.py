@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 
-from taskflow.config import Settings
 from taskflow.engine import Engine
 from taskflow.keys import QueueRef
 from taskflow.models import TaskState
-from taskflow.store import apply_migrations
 from taskflow_worker.examples import router
 from taskflow_worker.runtime import Worker, WorkerConfig
 from tests.k8s.operator_support import (
@@ -22,26 +18,12 @@ from tests.k8s.operator_support import (
     RunningOperator,
     await_,
     extra_namespace,
-    install_crds,
     operator_config,
     task,
     taskqueue,
 )
 
 TIMEOUT = 30.0
-
-
-@pytest.fixture
-async def engine(
-    redis_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch, k8s_api: client.ApiClient
-) -> AsyncIterator[Engine]:
-    await asyncio.to_thread(install_crds, k8s_api)
-    monkeypatch.setenv("TASKFLOW_REDIS_URL", redis_url)
-    monkeypatch.setenv("TASKFLOW_DATABASE_URL", database_url)
-    await apply_migrations(database_url)
-    eng = await Engine.connect(Settings.from_env())
-    yield eng
-    await eng.close()
 
 
 async def start_operator(config: Any) -> RunningOperator:

@@ -9,6 +9,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from taskflow.config import Settings
 from taskflow_operator.settings import OperatorConfig
 from tests.k8s.operator_support import Objects, install_crds, operator, taskqueue, wait
 
@@ -21,9 +22,8 @@ def crds(k8s_api: client.ApiClient) -> None:
 
 
 @pytest.fixture
-def engine_env(redis_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TASKFLOW_REDIS_URL", redis_url)
-    monkeypatch.setenv("TASKFLOW_DATABASE_URL", database_url)
+def engine_env(operator_settings: Settings) -> None:
+    """The operator reads its Redis and PostgreSQL from the environment."""
 
 
 @pytest.fixture
