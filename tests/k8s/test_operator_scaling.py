@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client, watch
 
 from taskflow.api import ApiServer
@@ -40,6 +41,7 @@ class PodWatch:
     def __init__(self, core: client.CoreV1Api, namespace: str, label_selector: str) -> None:
         self.annotated_first: dict[str, bool] = {}
         self._annotated: set[str] = set()
+        self._stopping = False
         self._watch = watch.Watch()
         self._thread = threading.Thread(
             target=self._run, args=(core, namespace, label_selector), daemon=True
@@ -50,16 +52,24 @@ class PodWatch:
         stream = self._watch.stream(
             core.list_namespaced_pod, namespace, label_selector=label_selector, timeout_seconds=300
         )
-        for event in stream:
-            pod = event["object"]
-            name = pod.metadata.name
-            if DELETION_COST in (pod.metadata.annotations or {}):
-                self._annotated.add(name)
-            terminating = pod.metadata.deletion_timestamp is not None or event["type"] == "DELETED"
-            if terminating and name not in self.annotated_first:
-                self.annotated_first[name] = name in self._annotated
+        try:
+            for event in stream:
+                self._record(event)
+        except urllib3.exceptions.ProtocolError:
+            if not self._stopping:
+                raise  # the API server cut the watch while the test still relied on it
+
+    def _record(self, event: dict[str, Any]) -> None:
+        pod = event["object"]
+        name = pod.metadata.name
+        if DELETION_COST in (pod.metadata.annotations or {}):
+            self._annotated.add(name)
+        terminating = pod.metadata.deletion_timestamp is not None or event["type"] == "DELETED"
+        if terminating and name not in self.annotated_first:
+            self.annotated_first[name] = name in self._annotated
 
     def stop(self) -> None:
+        self._stopping = True
         self._watch.stop()
 
 
