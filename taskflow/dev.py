@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -170,6 +171,7 @@ class _DevRun:
         http = f"http://{addr.rsplit(':', 1)[0]}:{s.http_port}"
         pids = ", ".join(map(str, self.supervisor.pids)) if self.supervisor else "none"
         queues = " ".join(f"--queue {q}" for q in o.queues)
+        tf = _command_name()
         lines = [
             f"TaskFlow dev is listening on {addr} (gRPC) and {http} (HTTP). Ctrl-C stops it.",
             f"  gRPC API     {addr}",
@@ -183,13 +185,28 @@ class _DevRun:
             "",
             "Try:",
             f"  export TASKFLOW_API_ADDR={addr}",
-            f'  taskflow submit {o.queues[0]} add --payload \'{{"a": 2, "b": 3}}\' --wait',
-            f"  taskflow submit {o.queues[0]} send_email"
+            f'  {tf} submit {o.queues[0]} add --payload \'{{"a": 2, "b": 3}}\' --wait',
+            f"  {tf} submit {o.queues[0]} send_email"
             ' --payload \'{"to": "ada@example.com"}\' --wait',
-            f"  taskflow submit {o.queues[0]} sleep --payload '{{\"seconds\": 60}}'"
-            "   # then: taskflow cancel ID",
-            "  taskflow queues",
-            f"  taskflow bench --count 10000 --queue {o.queues[0]}",
+            f"  {tf} submit {o.queues[0]} sleep --payload '{{\"seconds\": 60}}'"
+            f"   # then: {tf} cancel ID",
+            f"  {tf} queues",
+            f"  {tf} bench --count 10000 --queue {o.queues[0]}",
             "",
         ]
         print("\n".join(lines), file=self.out, flush=True)
+
+
+def _command_name() -> str:
+    """``taskflow`` when it is on PATH, else the path of this installation's script."""
+    script = Path(sys.argv[0])
+    on_path = shutil.which("taskflow")
+    if on_path and script.name == "taskflow" and Path(on_path).resolve() == script.resolve():
+        return "taskflow"
+    local = Path(sys.executable).parent / "taskflow"
+    if local.exists():
+        try:
+            return str(local.relative_to(Path.cwd()))
+        except ValueError:
+            return str(local)
+    return "taskflow"

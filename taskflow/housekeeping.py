@@ -39,6 +39,17 @@ class SweepReport:
     rebuilt: bool = False
     errors: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        counts = {
+            "reclaimed": self.reclaimed,
+            "poisoned": self.poisoned,
+            "promoted": self.promoted,
+            "dispatched again": self.redispatched,
+            "deleted": self.deleted,
+        }
+        text = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+        return ("index rebuilt; " if self.rebuilt else "") + (text or "nothing to do")
+
 
 class Housekeeper:
     def __init__(
@@ -60,7 +71,7 @@ class Housekeeper:
             try:
                 report = await self.sweep_once()
                 if report.reclaimed or report.redispatched or report.deleted or report.rebuilt:
-                    log.info("sweep", extra=vars(report))
+                    log.info("sweep: %s", report.summary(), extra=vars(report))
             except UNAVAILABLE_ERRORS as exc:
                 log.warning("sweep skipped: store unavailable: %s", exc)
             except Exception:
