@@ -2,8 +2,7 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY . .
-RUN pip install --no-cache-dir --prefix=/install ./client . \
- && cp -r operator/taskflow_operator /install/lib/python3.11/site-packages/
+RUN pip install --no-cache-dir --prefix=/install ./client .
 
 FROM python:3.11-slim
 RUN useradd --uid 10001 --user-group --no-create-home taskflow
