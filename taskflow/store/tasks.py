@@ -339,8 +339,10 @@ class TaskStore:
             f"""UPDATE tasks t SET
                     state = v.state,
                     result = coalesce(v.result::jsonb, t.result),
-                    error = coalesce(v.error, t.error),
-                    traceback = coalesce(v.traceback, t.traceback),
+                    error = CASE WHEN v.state = 'succeeded' THEN NULL
+                                 ELSE coalesce(v.error, t.error) END,
+                    traceback = CASE WHEN v.state = 'succeeded' THEN NULL
+                                     ELSE coalesce(v.traceback, t.traceback) END,
                     run_at = coalesce(v.run_at, t.run_at),
                     failures = t.failures + v.failed,
                     finished_at = CASE WHEN v.state IN {_TERMINAL_SQL}

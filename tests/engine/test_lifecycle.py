@@ -201,3 +201,39 @@ async def test_last_progress_before_returning_is_kept(
         return (task.progress, task.progress_message) == (1.0, "uploaded")
 
     await eventually(final_progress, what="the last progress report to be recorded")
+
+
+async def test_retry_is_scheduled_within_the_backoff_ceiling(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    router = Router()
+
+    @router.task("wobbly")
+    async def wobbly(ctx: TaskContext, payload: None) -> int:
+        if ctx.attempt == 1:
+            raise RuntimeError("first try fails")
+        return ctx.attempt
+
+    # initial 3 s, multiplier 1: the retry is due somewhere in [0, 3] s after the failure.
+    task_id = await submit(
+        "wobbly", retry={"initial_seconds": 3, "multiplier": 1, "max_seconds": 3}
+    )
+    workers.start(router)
+
+    async def retry_recorded() -> bool:
+        # The failed attempt and the retry's due time are written in one transaction; the
+        # due time stays on the task even if the retry already ran (a short jitter draw).
+        task = await engine.get(task_id, with_attempts=True)
+        return bool(task.attempt_history) and task.attempt_history[0].outcome == "failed"
+
+    await eventually(retry_recorded, what="the failed attempt to be recorded")
+    task = await engine.get(task_id, with_attempts=True)
+    failed_at = task.attempt_history[0].finished_at
+    assert task.run_at is not None and failed_at is not None
+    delay = (task.run_at - failed_at).total_seconds()
+    assert -0.01 <= delay <= 3.01, delay
+    assert task.attempt_history[0].error == "RuntimeError: first try fails"
+    assert task.state in (TaskState.RETRYING, TaskState.RUNNING, TaskState.SUCCEEDED)
+    done = await wait_for(engine, task_id)
+    assert done.state == TaskState.SUCCEEDED and done.result == 2
+    assert done.error is None and done.traceback is None  # a success clears the last error
