@@ -63,7 +63,11 @@ async def test_task_runs_to_success_and_cross_namespace_targets_are_refused(
             assert record.namespace == k8s_namespace and record.state is TaskState.SUCCEEDED
 
             # ttlSecondsAfterFinished deletes the finished Task.
-            await await_(lambda: objects.get("tasks", "add") is None, TIMEOUT, "ttl deletion")
+            try:
+                await await_(lambda: objects.get("tasks", "add") is None, TIMEOUT, "ttl deletion")
+            except AssertionError as exc:
+                left = objects.get("tasks", "add")
+                raise AssertionError(f"{exc}; the Task is now {left}") from None
 
             # The queue exists only in the first namespace: refused in the second.
             others.create("tasks", task("stray", "work", "add", {"a": 1, "b": 1}))

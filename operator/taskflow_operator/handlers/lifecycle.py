@@ -17,6 +17,7 @@ from taskflow_operator.context import OperatorContext, context
 from taskflow_operator.kube import Kube, load_configuration
 from taskflow_operator.metrics import OperatorMetrics, http_app
 from taskflow_operator.reconcile.housekeeping import housekeeping_loop
+from taskflow_operator.reconcile.ttl import ttl_loop
 from taskflow_operator.settings import OperatorConfig
 
 log = logging.getLogger("taskflow.operator")
@@ -75,8 +76,11 @@ async def _start(config: OperatorConfig) -> OperatorContext:
         kube=Kube(load_configuration(config.kubeconfig)),
         metrics=OperatorMetrics(),
     )
+    if config.standalone:
+        ctx.leadership.hold()  # no peers: this operator always leads
     if config.housekeeping:
         ctx.background.append(asyncio.create_task(housekeeping_loop(ctx, ctx.stop)))
+    ctx.background.append(asyncio.create_task(ttl_loop(ctx, ctx.stop)))
     if config.http_port:
         runner = web.AppRunner(http_app(ctx.metrics, engine.queue_stats), access_log=None)
         await runner.setup()

@@ -1,27 +1,25 @@
-"""Task handlers: submit on create/resume, mirror the engine with a timer, cancel on delete,
-delete after ``ttlSecondsAfterFinished``."""
+"""Task handlers: submit on create/resume, mirror the engine with a timer, cancel on delete."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from taskflow_operator.context import context
 from taskflow_operator.crd import GROUP, TASK, VERSION
-from taskflow_operator.reconcile.tasks import cancel_task, expired, follow_task, submit_task
+from taskflow_operator.reconcile.tasks import cancel_task, follow_task, submit_task
 from taskflow_operator.settings import OperatorConfig
 from taskflow_operator.taskstatus import is_finished
 
 RESOURCE = (GROUP, VERSION, TASK.plural)
 
 
-def _watched(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
-    """Running Tasks are followed; finished ones only while a TTL is pending."""
-    if is_finished(dict(status)):
-        return spec.get("ttlSecondsAfterFinished") is not None
-    return bool(status.get("taskId"))
+def _watched(status: kopf.Status, **_: Any) -> bool:
+    """Submitted Tasks are followed until they finish. (Finished ones with a TTL are deleted
+    by ``reconcile.ttl``: a timer still running on an object being deleted can leave kopf's
+    finalizer behind.)"""
+    return bool(status.get("taskId")) and not is_finished(dict(status))
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -34,13 +32,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
 
     @kopf.timer(*RESOURCE, registry=registry, interval=config.task_poll_seconds, when=_watched)
     async def follow(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-        ctx = context(memo)
-        if expired(body, datetime.now(UTC)):
-            await ctx.kube.delete_object(
-                TASK.plural, body["metadata"]["namespace"], body["metadata"]["name"]
-            )
-            return
-        status = await follow_task(ctx, body)
+        status = await follow_task(context(memo), body)
         if status is not None:
             patch.status.update(status)
 
