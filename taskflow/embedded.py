@@ -194,7 +194,29 @@ def _redis_process_id(host: str, port: int, timeout: float = 0.5) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class EmbeddedRedis:
+class _ManagedServer:
+    """``with server:`` starts it and stops it, whatever happens inside."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedRedis(_ManagedServer):
     """A ``redis-server`` subprocess bound to ``host:port`` with its files in ``data_dir``.
 
     With ``persistent`` the append-only file is on (fsync every second), so a restart on the
@@ -264,18 +286,6 @@ class EmbeddedRedis:
             return
         _stop_process(self._proc, signal.SIGTERM)
         self._proc = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"EmbeddedRedis(data_dir={str(self.data_dir)!r}, port={self._port}, pid={self.pid})"
@@ -436,7 +446,7 @@ def _processes_in(directory: Path) -> list[int]:
     ]
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(_ManagedServer):
     """A ``postgres`` subprocess serving ``database`` on ``host:port`` from ``data_dir``.
 
     ``fsync=False`` trades crash safety for speed (tests): initdb skips syncing and the server
@@ -530,18 +540,6 @@ class EmbeddedPostgres:
             return
         _stop_process(self._proc, signal.SIGINT)
         self._proc = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return (
