@@ -124,7 +124,10 @@ async def _autoscale(
             f"{spec.target_per_pod} per pod)"
         )
         log.info(
-            "scaled", extra={"queue": owner.qualified, "from": current, "to": decision.desired}
+            "scaled %s: %s",
+            owner.qualified,
+            message,
+            extra={"queue": owner.qualified, "from": current, "to": decision.desired},
         )
         kopf.info(body, reason=f"Scaled{direction.capitalize()}", message=message)
     return decision
@@ -137,7 +140,9 @@ async def _set_deletion_costs(ctx: OperatorContext, owner: Owner) -> int:
     unreachable = [p.name for p in loads if p.in_flight is None]
     if unreachable:
         log.info(
-            "worker health not reachable; deletion cost 0",
+            "%s: worker health not reachable on %d pod(s); their deletion cost is 0",
+            owner.qualified,
+            len(unreachable),
             extra={"queue": owner.qualified, "pods": unreachable[:20]},
         )
     for name, cost in annotations_to_write(pods, loads).items():
