@@ -13,7 +13,6 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 import psycopg
 import redis.asyncio as aioredis
@@ -362,9 +361,3 @@ def _redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}"
     return url
-
-
-def as_datetime_ms(ms: int) -> datetime:
-    from datetime import UTC
-
-    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -174,10 +174,6 @@ class ClaimedTask:
     blob: DispatchBlob
 
     @property
-    def retries_left(self) -> int:
-        return self.blob.max_retries - self.failures
-
-    @property
     def handler(self) -> str:
         return self.blob.handler
 

@@ -68,10 +68,6 @@ def _condition(
     return cond
 
 
-def get_condition(conditions: Sequence[dict[str, Any]], type_: str) -> dict[str, Any] | None:
-    return next((c for c in conditions if c.get("type") == type_), None)
-
-
 def same_conditions(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> bool:
     """Equal apart from timestamps (what decides whether a status write is needed)."""
 

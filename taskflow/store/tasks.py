@@ -256,15 +256,6 @@ class TaskStore:
                     per_queue[state] = n
         return counts
 
-    async def count_by_state(self, namespace: str, queue: str) -> dict[str, int]:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                """SELECT state, count(*) FROM tasks WHERE namespace = %s AND queue = %s
-                   GROUP BY state""",
-                (namespace, queue),
-            )
-            return {r[0]: r[1] for r in await cur.fetchall()}
-
     # -- worker writes ------------------------------------------------------------------------
 
     async def record_batch(

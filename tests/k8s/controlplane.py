@@ -654,7 +654,7 @@ def running_control_plane(bin_dir: Path, nodes: int = 3) -> Iterator[ControlPlan
 
 
 def eventually(
-    check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25
+    check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1
 ) -> T:
     deadline = time.monotonic() + timeout
     while True:

@@ -19,6 +19,7 @@ from taskflow_operator.crd import GROUP, VERSION
 from taskflow_operator.crdgen import DEFAULT_DIRS
 from taskflow_operator.runner import serve
 from taskflow_operator.settings import OperatorConfig
+from tests.k8s.controlplane import eventually
 
 T = TypeVar("T")
 CRD_DIR = DEFAULT_DIRS[0]
@@ -47,24 +48,13 @@ def install_crds(api: client.ApiClient, timeout: float = 60.0) -> None:
                 return False
         return True
 
-    wait(established, timeout, "CRDs established")
-
-
-def wait(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not reached within {timeout:.0f}s")
-        time.sleep(interval)
+    eventually(established, timeout, "CRDs established")
 
 
 async def await_(
     check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1
 ) -> T:
-    """``wait`` for async tests: the check runs in a thread, the loop keeps serving workers."""
+    """``eventually`` for async tests: the check runs in a thread; the loop keeps serving."""
     deadline = time.monotonic() + timeout
     while True:
         result = await asyncio.to_thread(check)

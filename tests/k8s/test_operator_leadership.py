@@ -11,12 +11,12 @@ from kubernetes import client
 
 from taskflow.config import Settings
 from taskflow_operator.settings import OperatorConfig
+from tests.k8s.controlplane import eventually
 from tests.k8s.operator_support import (
     Objects,
     RunningOperator,
     operator_config,
     taskqueue,
-    wait,
 )
 
 TIMEOUT = 30.0
@@ -70,8 +70,8 @@ def test_one_operator_leads_and_a_follower_takes_over(
     follower: RunningOperator | None = None
     try:
         objects.create("taskqueues", taskqueue("first"))
-        wait(lambda: objects.deployment("first-workers"), TIMEOUT, "the leader acts")
-        wait(lambda: messages.count("housekeeping started") == 1, TIMEOUT, "leader sweeps")
+        eventually(lambda: objects.deployment("first-workers"), TIMEOUT, "the leader acts")
+        eventually(lambda: messages.count("housekeeping started") == 1, TIMEOUT, "leader sweeps")
 
         follower = RunningOperator(config(10)).start()
 
@@ -81,24 +81,26 @@ def test_one_operator_leads_and_a_follower_takes_over(
             )
             return len(body.get("status") or {})
 
-        wait(lambda: peers() == 2 or None, TIMEOUT, "both operators in the peering")
+        eventually(lambda: peers() == 2 or None, TIMEOUT, "both operators in the peering")
         # kopf starts paused and resumes once it knows its peers; the follower, seeing a
         # higher priority, stays paused: work goes on in the leader alone.
         resumed = messages.count("Resuming operations")
         objects.create("taskqueues", taskqueue("middle"))
-        wait(lambda: objects.deployment("middle-workers"), TIMEOUT, "the leader still acts")
+        eventually(lambda: objects.deployment("middle-workers"), TIMEOUT, "the leader still acts")
         assert messages.count("Resuming operations") == resumed
         assert messages.count("housekeeping started") == 1
 
         leader.stop()
-        wait(
+        eventually(
             lambda: messages.count("Resuming operations") == resumed + 1 or None,
             TIMEOUT,
             "the follower resumes",
         )
         objects.create("taskqueues", taskqueue("second"))
-        wait(lambda: objects.deployment("second-workers"), TIMEOUT, "the follower acts")
-        wait(lambda: messages.count("housekeeping started") == 2 or None, TIMEOUT, "it sweeps")
+        eventually(lambda: objects.deployment("second-workers"), TIMEOUT, "the follower acts")
+        eventually(
+            lambda: messages.count("housekeeping started") == 2 or None, TIMEOUT, "it sweeps"
+        )
     finally:
         if follower is not None:
             follower.stop()

@@ -11,7 +11,8 @@ from kubernetes.client.exceptions import ApiException
 
 from taskflow.config import Settings
 from taskflow_operator.settings import OperatorConfig
-from tests.k8s.operator_support import Objects, install_crds, operator, taskqueue, wait
+from tests.k8s.controlplane import eventually
+from tests.k8s.operator_support import Objects, install_crds, operator, taskqueue
 
 TIMEOUT = 30.0
 
@@ -70,7 +71,7 @@ def test_taskqueue_gets_an_owned_worker_deployment_that_is_repaired_and_collecte
     created = objects.create(
         "taskqueues", taskqueue("emails", concurrency=4, replicas={"min": 1, "max": 3})
     )
-    dep = wait(lambda: objects.deployment("emails-workers"), TIMEOUT, "deployment created")
+    dep = eventually(lambda: objects.deployment("emails-workers"), TIMEOUT, "deployment created")
     (ref,) = dep.metadata.owner_references
     assert (ref.kind, ref.name, ref.uid, ref.controller) == (
         "TaskQueue",
@@ -89,7 +90,7 @@ def test_taskqueue_gets_an_owned_worker_deployment_that_is_repaired_and_collecte
     assert dep.spec.template.spec.security_context.run_as_non_root is True
 
     # Status and conditions appear.
-    wait(lambda: objects.condition("taskqueues", "emails", "Degraded"), TIMEOUT, "conditions")
+    eventually(lambda: objects.condition("taskqueues", "emails", "Degraded"), TIMEOUT, "conditions")
     degraded = objects.condition("taskqueues", "emails", "Degraded")
     assert degraded is not None and degraded["status"] == "False"
 
@@ -101,7 +102,7 @@ def test_taskqueue_gets_an_owned_worker_deployment_that_is_repaired_and_collecte
         cmd = d.spec.template.spec.containers[0].command if d else []
         return cmd[cmd.index("--concurrency") + 1] if "--concurrency" in cmd else None
 
-    wait(lambda: concurrency() == "6", TIMEOUT, "spec change rolled out")
+    eventually(lambda: concurrency() == "6", TIMEOUT, "spec change rolled out")
     objects.apps.patch_namespaced_deployment(
         "emails-workers",
         k8s_namespace,
@@ -112,8 +113,10 @@ def test_taskqueue_gets_an_owned_worker_deployment_that_is_repaired_and_collecte
         d = objects.deployment("emails-workers")
         return d.spec.template.spec.containers[0].image if d else ""
 
-    wait(lambda: image() == "registry.example/taskflow-worker:test", TIMEOUT, "drift repaired")
+    eventually(
+        lambda: image() == "registry.example/taskflow-worker:test", TIMEOUT, "drift repaired"
+    )
 
     # Deleting the queue garbage-collects its Deployment.
     objects.delete("taskqueues", "emails")
-    wait(lambda: objects.deployment("emails-workers") is None, 60.0, "deployment collected")
+    eventually(lambda: objects.deployment("emails-workers") is None, 60.0, "deployment collected")

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import redis.asyncio as aioredis
 
@@ -150,9 +150,8 @@ class Worker:
             for f, accepted in zip(group, ok, strict=True):
                 self.inflight.pop(f.claim.id, None)
                 if accepted:
-                    self._recorder.result(
-                        _attempt_result(f, TaskState.QUEUED, Outcome.RELEASED, "worker shut down")
-                    )
+                    released = Execution(Outcome.RELEASED, error="worker shut down")
+                    self._recorder.result(_attempt_result(f, TaskState.QUEUED, released))
         log.info("handed back unfinished tasks", extra={"count": len(flights)})
 
     # -- claiming -----------------------------------------------------------------------------
@@ -278,19 +277,10 @@ class Worker:
             self._slot_freed.set()
 
     async def _finish(self, flight: InFlight, ex: Execution) -> None:
-        assert self._dispatcher is not None and self._recorder is not None
+        assert self._dispatcher is not None
         claim = flight.claim
-        if ex.outcome is Outcome.SUCCEEDED:
-            if await self._ack(claim, "succeeded"):
-                self._recorder.result(
-                    _attempt_result(flight, TaskState.SUCCEEDED, ex.outcome, None, ex)
-                )
-            return
-        if ex.outcome is Outcome.CANCELLED:
-            if await self._ack(claim, "cancelled"):
-                self._recorder.result(
-                    _attempt_result(flight, TaskState.CANCELLED, ex.outcome, ex.error, ex)
-                )
+        if ex.outcome in (Outcome.SUCCEEDED, Outcome.CANCELLED):
+            await self._end(flight, TaskState(ex.outcome.value), ex)
             return
         failures = claim.failures + 1
         if ex.retryable and failures <= self._max_retries(claim):
@@ -298,9 +288,9 @@ class Worker:
             ok = await self._dispatcher.retry(
                 claim.queue, [(claim.id, claim.token, int(delay * 1000), "retry")]
             )
-            if ok[0]:
-                result = _attempt_result(flight, TaskState.RETRYING, ex.outcome, ex.error, ex)
-                self._recorder.result(_with_retry(result, utcnow() + timedelta(seconds=delay)))
+            if ok[0] and self._recorder is not None:
+                due = utcnow() + timedelta(seconds=delay)
+                self._recorder.result(_attempt_result(flight, TaskState.RETRYING, ex, due))
             log.info(
                 "task failed; retrying",
                 extra={
@@ -311,14 +301,16 @@ class Worker:
                 },
             )
             return
-        if await self._ack(claim, "failed"):
-            self._recorder.result(
-                _attempt_result(flight, TaskState.FAILED, ex.outcome, ex.error, ex)
-            )
+        await self._end(flight, TaskState.FAILED, ex)
         log.warning(
             "task failed",
             extra={"task_id": claim.id, "attempt": claim.attempt, "error": ex.error},
         )
+
+    async def _end(self, flight: InFlight, state: TaskState, ex: Execution) -> None:
+        """Ack in Redis (fenced by the claim's token), then record in PostgreSQL."""
+        if await self._ack(flight.claim, state.value) and self._recorder is not None:
+            self._recorder.result(_attempt_result(flight, state, ex))
 
     async def _ack(self, claim: ClaimedTask, outcome: str) -> bool:
         acker = self._ackers.get(claim.queue)
@@ -396,28 +388,18 @@ class Worker:
 
 
 def _attempt_result(
-    flight: InFlight,
-    state: TaskState,
-    outcome: Outcome,
-    error: str | None,
-    ex: Execution | None = None,
+    flight: InFlight, state: TaskState, ex: Execution, next_run_at: datetime | None = None
 ) -> AttemptResult:
     return AttemptResult(
         task_id=flight.claim.id,
         attempt=flight.claim.attempt,
         worker=flight.ctx.worker,
         state=state,
-        outcome=outcome,
-        finished_at=datetime.now(UTC),
-        result_json=ex.result_json if ex else None,
-        error=error,
-        traceback=ex.traceback if ex else None,
-        count_failure=state in (TaskState.RETRYING, TaskState.FAILED)
-        and outcome is not Outcome.CANCELLED,
+        outcome=ex.outcome,
+        finished_at=utcnow(),
+        result_json=ex.result_json,
+        error=ex.error,
+        traceback=ex.traceback,
+        next_run_at=next_run_at,
+        count_failure=state in (TaskState.RETRYING, TaskState.FAILED),
     )
-
-
-def _with_retry(result: AttemptResult, when: datetime) -> AttemptResult:
-    from dataclasses import replace
-
-    return replace(result, next_run_at=when)

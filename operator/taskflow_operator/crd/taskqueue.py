@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from enum import StrEnum
 from typing import Any
 
@@ -130,10 +129,6 @@ class TaskQueueSpec(CrdModel):
     @property
     def drain_grace_seconds(self) -> int:
         return max(0, self.termination_grace_period_seconds - 5)
-
-    def pods_for(self, backlog: int) -> int:
-        """Pods the backlog asks for, before clamping."""
-        return math.ceil(backlog / self.target_per_pod) if backlog > 0 else 0
 
 
 class TaskQueueStatus(CrdModel):
