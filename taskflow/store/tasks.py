@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -21,6 +21,8 @@ from taskflow.models import (
     TaskState,
     TaskSubmission,
 )
+
+T = TypeVar("T")
 
 _TERMINAL_SQL = "('succeeded', 'failed', 'cancelled')"
 _COLUMNS = """id::text, namespace, queue, handler, payload, priority, state, attempts, failures,
@@ -266,9 +268,14 @@ class TaskStore:
     ) -> None:
         """Claims, progress, then attempt results, in one transaction: a batch may hold the
         claim, the last progress and the result of the same attempt. A task's first terminal
-        transition wins; later ones change nothing."""
+        transition wins; later ones change nothing.
+
+        A task may appear more than once (a quick retry claimed again within one batch): the
+        task row takes its latest attempt, every attempt row is written.
+        """
         async with self.pool.connection() as conn, conn.transaction():
             if claims:
+                latest = _latest(claims, lambda c: (c.task_id, c.attempt))
                 await conn.execute(
                     f"""UPDATE tasks t SET state = 'running', attempts = v.attempt,
                             worker = v.worker, updated_at = now(),
@@ -278,10 +285,10 @@ class TaskStore:
                         WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL}
                           AND t.attempts <= v.attempt""",
                     [
-                        [c.task_id for c in claims],
-                        [c.attempt for c in claims],
-                        [c.worker for c in claims],
-                        [c.started_at for c in claims],
+                        [c.task_id for c in latest],
+                        [c.attempt for c in latest],
+                        [c.worker for c in latest],
+                        [c.started_at for c in latest],
                     ],
                 )
                 await conn.execute(
@@ -314,18 +321,19 @@ class TaskStore:
                 await self._apply_results(conn, results)
 
     async def _apply_results(self, conn: Any, results: Sequence[AttemptResult]) -> None:
-        arrays = [
-            [r.task_id for r in results],
-            [r.attempt for r in results],
-            [r.state.value for r in results],
-            [r.result_json for r in results],
-            [r.error for r in results],
-            [r.traceback for r in results],
-            [r.next_run_at for r in results],
-            [r.finished_at for r in results],
-            [1 if r.count_failure else 0 for r in results],
-            [r.outcome.value for r in results],
-        ]
+        # Failures are facts about attempts: counted even when a later claim of the same task
+        # already moved its row on (the state update below then leaves the row alone).
+        failed: dict[str, int] = {}
+        for r in results:
+            if r.count_failure:
+                failed[r.task_id] = failed.get(r.task_id, 0) + 1
+        if failed:
+            await conn.execute(
+                """UPDATE tasks t SET failures = t.failures + v.n
+                   FROM unnest(%b::uuid[], %b::int[]) AS v(id, n) WHERE t.id = v.id""",
+                [list(failed), list(failed.values())],
+            )
+        latest = _latest(results, lambda r: (r.task_id, r.attempt))
         await conn.execute(
             f"""UPDATE tasks t SET
                     state = v.state,
@@ -335,18 +343,24 @@ class TaskStore:
                     traceback = CASE WHEN v.state = 'succeeded' THEN NULL
                                      ELSE coalesce(v.traceback, t.traceback) END,
                     run_at = coalesce(v.run_at, t.run_at),
-                    failures = t.failures + v.failed,
                     finished_at = CASE WHEN v.state IN {_TERMINAL_SQL}
                                        THEN v.finished_at ELSE NULL END,
                     updated_at = now()
                 FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::text[],
-                            %b::text[], %b::timestamptz[], %b::timestamptz[], %b::int[],
-                            %b::text[])
-                     AS v(id, attempt, state, result, error, traceback, run_at, finished_at,
-                          failed, outcome)
+                            %b::text[], %b::timestamptz[], %b::timestamptz[])
+                     AS v(id, attempt, state, result, error, traceback, run_at, finished_at)
                 WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL}
                   AND t.attempts <= v.attempt""",
-            arrays,
+            [
+                [r.task_id for r in latest],
+                [r.attempt for r in latest],
+                [r.state.value for r in latest],
+                [r.result_json for r in latest],
+                [r.error for r in latest],
+                [r.traceback for r in latest],
+                [r.next_run_at for r in latest],
+                [r.finished_at for r in latest],
+            ],
         )
         await conn.execute(
             """UPDATE task_attempts a SET outcome = v.outcome, error = v.error,
@@ -354,7 +368,13 @@ class TaskStore:
                FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::timestamptz[])
                     AS v(id, attempt, outcome, error, finished_at)
                WHERE a.task_id = v.id AND a.number = v.attempt AND a.outcome = 'running'""",
-            [arrays[0], arrays[1], arrays[9], arrays[4], arrays[7]],
+            [
+                [r.task_id for r in results],
+                [r.attempt for r in results],
+                [r.outcome.value for r in results],
+                [r.error for r in results],
+                [r.finished_at for r in results],
+            ],
         )
 
     async def record_lost(self, lost: Sequence[LostLease]) -> None:
@@ -435,6 +455,17 @@ class TaskStore:
                 (cutoff, limit),
             )
             return cur.rowcount
+
+
+def _latest(items: Sequence[T], key: Callable[[T], tuple[str, int]]) -> list[T]:
+    """One item per task: the one of its highest attempt (an UPDATE ... FROM applies only one
+    arbitrary source row per target row, so duplicates must not reach it)."""
+    best: dict[str, tuple[int, T]] = {}
+    for item in items:
+        task_id, attempt = key(item)
+        if task_id not in best or attempt > best[task_id][0]:
+            best[task_id] = (attempt, item)
+    return [item for _, item in best.values()]
 
 
 _INSERT_COLUMNS = (
