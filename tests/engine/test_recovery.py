@@ -249,3 +249,21 @@ async def test_retention_deletes_old_finished_tasks(
     report = await Housekeeper(engine).sweep_once()
     assert report.deleted == 1
     assert [t.id for t in await engine.store.get_many([finished, pending])] == [pending]
+
+
+async def test_a_lost_lease_does_not_use_up_a_retry(
+    engine: Engine, workers: WorkerHarness, submit: Submit, housekeeping: Housekeeper
+) -> None:
+    task_id = await submit("noop", max_retries=1)
+    ghost = await engine.dispatcher.claim(QUEUE, 1, lease_ms=300, worker="ghost")
+    assert len(ghost.tasks) == 1  # claimed, then the worker vanishes
+    seen: list[tuple[int, int, bool]] = []
+    router = Router()
+
+    @router.task("noop")
+    async def noop(ctx: TaskContext, payload: None) -> None:
+        seen.append((ctx.attempt, ctx.failures, ctx.is_last_attempt))
+
+    workers.start(router)
+    assert (await wait_for(engine, task_id)).state == TaskState.SUCCEEDED
+    assert seen == [(2, 0, False)]

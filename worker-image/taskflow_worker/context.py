@@ -25,9 +25,13 @@ class TaskContext:
     _report: Callable[[str, float, str | None], None] = field(repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
+    #: Earlier attempts of this task that failed (lost leases and hand-backs do not count).
+    failures: int = 0
+
     @property
     def is_last_attempt(self) -> bool:
-        return self.attempt > self.max_retries
+        """True when a failure now leaves no retry (counted in failures, not deliveries)."""
+        return self.failures >= self.max_retries
 
     @property
     def cancelled(self) -> bool:

@@ -239,6 +239,7 @@ class Worker:
                 {"task_id": claim.id, "handler": claim.handler, "attempt": claim.attempt},
             ),
             _report=recorder.progress,
+            failures=claim.failures,
         )
         flight = InFlight(claim, ctx)
         self.inflight[claim.id] = flight
