@@ -9,10 +9,9 @@ API server by IP (the operator is told the API server's address through the char
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,8 @@ from pathlib import Path
 import pytest
 
 from taskflow.embedded import EmbeddedPostgres, EmbeddedRedis
-from tests.e2e_cluster.scenario import Cluster
+from tests.e2e_cluster.scenario import REPORT, Cluster, postgres_for_subnet
 from tests.k8s.controlplane import (
-    REPO_ROOT,
     ControlPlane,
     ControlPlaneError,
     asset_dir,
@@ -40,9 +38,9 @@ from tests.k8s.realnode import (
 )
 
 E2E_DIR = Path(__file__).resolve().parent
-REPORT = REPO_ROOT / "build" / "e2e-cluster" / "report.txt"
 UNAVAILABLE_KEY = pytest.StashKey[str | None]()
 HOST_KEY = pytest.StashKey[str | None]()
+STARTED_KEY = pytest.StashKey[float]()
 IMAGES_KEY = pytest.StashKey[dict[str, Image]]()
 NODE_BINARIES = ("kubelet", "kubectl", "helm")
 
@@ -95,8 +93,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"real-node tier: {reason}"))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[STARTED_KEY] = time.time()
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    started = getattr(terminalreporter, "_sessionstarttime", 0.0)
+    started = terminalreporter.config.stash.get(STARTED_KEY, time.time())
     if REPORT.is_file() and REPORT.stat().st_mtime >= started:
         terminalreporter.section("real-node end to end")
         terminalreporter.write(REPORT.read_text())
@@ -159,7 +161,8 @@ class DataPlane:
 def node_data_plane(real_cluster: RealCluster) -> Iterator[DataPlane]:
     """Redis and PostgreSQL on the bridge's gateway address, open to the pod subnet."""
     host = real_cluster.node.gateway
-    directory = Path(tempfile.mkdtemp(prefix="taskflow-e2e-data-"))
+    # Inside the node's root: a killed run's servers are found and stopped with the node's.
+    directory = real_cluster.node.path("data")
     try:
         with (
             EmbeddedRedis(directory / "redis", host=host, persistent=False) as redis,
@@ -168,18 +171,6 @@ def node_data_plane(real_cluster: RealCluster) -> Iterator[DataPlane]:
             yield DataPlane(redis, pg)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def postgres_for_subnet(data_dir: Path, host: str, subnet: str) -> Iterator[EmbeddedPostgres]:
-    """PostgreSQL on ``host`` trusting clients of ``subnet`` (``host`` among them): initialised
-    on loopback, where it trusts its own check, then opened to the subnet and started there."""
-    with EmbeddedPostgres(data_dir, fsync=False) as first:
-        hba = first.pgdata / "pg_hba.conf"
-    with hba.open("a") as handle:
-        handle.write(f"host all all {subnet} trust\n")
-    with EmbeddedPostgres(data_dir, host=host, fsync=False) as server:
-        yield server
 
 
 @pytest.fixture

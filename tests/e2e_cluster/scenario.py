@@ -22,11 +22,13 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from taskflow.embedded import EmbeddedPostgres
 from taskflow_client import Client
 from tests.k8s.controlplane import REPO_ROOT, close_api_client, eventually, new_api_client
 
 CHART = REPO_ROOT / "helm" / "taskflow"
 README = REPO_ROOT / "README.md"
+REPORT = REPO_ROOT / "build" / "e2e-cluster" / "report.txt"
 README_HEREDOC = "kubectl -n taskflow apply -f - <<EOF\n"
 README_WORKER_IMAGE = "$REGISTRY/taskflow-worker:0.1.0"
 EXAMPLE_TASK = REPO_ROOT / "examples" / "k8s" / "task.yaml"
@@ -185,6 +187,13 @@ class Report:
     workers: list[str] = field(default_factory=list)
     pods: list[PodRecord] = field(default_factory=list)
 
+    def late_pods(self) -> list[str]:
+        """Pods that started after every pod that ran tasks was gone: a scale-up from zero
+        with no task to run."""
+        ran = [p for p in self.pods if any(w.startswith(p.name) for w in self.workers)]
+        last = max((p.deleted_at or 0.0 for p in ran), default=0.0)
+        return [p.name for p in self.pods if p.first_seen > last > 0]
+
     def text(self) -> str:
         pods = "\n".join(
             f"  {p.name}: node={p.node} costs={','.join(p.costs) or '-'} "
@@ -198,12 +207,25 @@ class Report:
                 f"== worker pods ({len(self.pods)}), deletion costs seen, how they ended",
                 pods,
                 f"== workers that recorded attempts: {len(self.workers)}",
+                f"== pods started after the last busy one went: {self.late_pods() or 'none'}",
                 "== kubectl get tq,tasks,pods (scaled up)",
                 self.kubectl_scaled,
                 "== kubectl get tq,tasks,pods (after the run)",
                 self.kubectl_final,
             ]
         )
+
+
+@contextlib.contextmanager
+def postgres_for_subnet(data_dir: Path, host: str, subnet: str) -> Iterator[EmbeddedPostgres]:
+    """PostgreSQL on ``host`` trusting clients of ``subnet`` (``host`` among them): initialised
+    on loopback, where it trusts its own check, then opened to the subnet and started there."""
+    with EmbeddedPostgres(data_dir, fsync=False) as first:
+        hba = first.pgdata / "pg_hba.conf"
+    with hba.open("a") as handle:
+        handle.write(f"host all all {subnet} trust\n")
+    with EmbeddedPostgres(data_dir, host=host, fsync=False) as server:
+        yield server
 
 
 def run(cluster: Cluster, *args: str, timeout: float = 120.0, stdin: str | None = None) -> str:
@@ -537,8 +559,9 @@ def check_pods(report: Report, pods: PodWatch, long_task_worker: str) -> None:
         idler = [o for o, c in others.items() if int(c or 0) < int(cost or 0)]
         assert not idler, f"{name} (cost {cost}) was removed while idler pods stayed: {others}"
     busy = next(p for p in report.pods if long_task_worker.startswith(p.name))
-    earlier = [p.name for p in report.pods if (p.deleted_at or 0) > (busy.deleted_at or 0)]
-    assert not earlier, f"{busy.name} ran the long task but went before {earlier}"
+    gone = busy.deleted_at or 0.0
+    outlived = [p.name for p in report.pods if p.first_seen < gone < (p.deleted_at or 0.0)]
+    assert not outlived, f"{busy.name} ran the long task but went before {outlived}"
 
 
 def dump_state(cluster: Cluster) -> str:

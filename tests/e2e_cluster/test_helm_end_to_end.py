@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e_cluster.conftest import REPORT
-from tests.e2e_cluster.scenario import Cluster, run_end_to_end
+from tests.e2e_cluster.scenario import REPORT, Cluster, run_end_to_end
 
 
 @pytest.mark.timeout(1200)  # the node and the install included

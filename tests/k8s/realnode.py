@@ -167,6 +167,7 @@ class HostChanges:
     sysctls: dict[str, str] = field(default_factory=dict)  # name → value before the tier
     absent_paths: list[str] = field(default_factory=list)  # fixed paths that did not exist
     netns_before: list[str] = field(default_factory=list)
+    cni_results_before: list[str] = field(default_factory=list)  # libcni's cache of results
     kubepods_existed: bool = False
 
     @property
@@ -234,15 +235,18 @@ def restore_stale_tiers() -> list[str]:
 
 
 def _processes_mentioning(root: str) -> list[int]:
+    """Processes whose command line names ``root`` or that run inside it (servers of the
+    tier's data plane run in their data directories)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+            cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if root in cmdline:
+        if root in cmdline or cwd == root or cwd.startswith(root + "/"):
             pids.append(int(entry.name))
     return pids
 
@@ -319,9 +323,10 @@ def restore_host(changes: HostChanges) -> None:
             for directory in _cgroup_dirs(hierarchy):
                 with contextlib.suppress(OSError):
                     directory.rmdir()
-    if changes.cni_network and CNI_RESULTS.is_dir():
-        for result in CNI_RESULTS.glob(f"{changes.cni_network}-*"):
-            result.unlink(missing_ok=True)
+    if CNI_RESULTS.is_dir():
+        for name in os.listdir(CNI_RESULTS):
+            if name not in changes.cni_results_before:
+                (CNI_RESULTS / name).unlink(missing_ok=True)
     for path in sorted(changes.absent_paths, key=len, reverse=True):
         if Path(path).is_dir() and not Path(path).is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -402,6 +407,7 @@ class RealNode:
                 changes.sysctls[name] = value
         changes.absent_paths = [p for p in FIXED_PATHS if not os.path.lexists(p)]
         changes.netns_before = os.listdir(NETNS_DIR) if NETNS_DIR.is_dir() else []
+        changes.cni_results_before = os.listdir(CNI_RESULTS) if CNI_RESULTS.is_dir() else []
         changes.kubepods_existed = any(
             (hierarchy / KUBEPODS).exists() for hierarchy in CGROUP_ROOT.iterdir()
         )

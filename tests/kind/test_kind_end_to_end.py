@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from taskflow.embedded import EmbeddedRedis
-from tests.e2e_cluster.conftest import postgres_for_subnet
-from tests.e2e_cluster.scenario import Cluster, run_end_to_end
+from tests.e2e_cluster.scenario import Cluster, postgres_for_subnet, run_end_to_end
 from tests.k8s.controlplane import REPO_ROOT, asset_dir
 from tests.kind.test_kind_smoke import pytestmark as kind_marks
 
@@ -25,7 +24,7 @@ IMAGES = {
     "api": ("taskflow:e2e", "Dockerfile"),
     "worker": ("taskflow-worker:e2e", "worker-image/Dockerfile"),
 }
-REPORT = REPO_ROOT / "build" / "e2e-kind" / "report.txt"
+KIND_REPORT = REPO_ROOT / "build" / "e2e-kind" / "report.txt"
 
 
 def tool(name: str) -> str:
@@ -85,4 +84,4 @@ def kind_e2e_cluster(kind_cluster: Any, kind_images: dict[str, str]) -> Iterator
 
 
 def test_helm_install_runs_tasks_on_kind(kind_e2e_cluster: Cluster) -> None:
-    run_end_to_end(kind_e2e_cluster, REPORT)
+    run_end_to_end(kind_e2e_cluster, KIND_REPORT)
