@@ -15,6 +15,7 @@ found; a refused outcome is recorded as a failure that says why, and the rest go
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -55,7 +56,7 @@ class Completed:
     redis: bool  # Redis ended the claim accordingly (False: someone else holds the lease)
 
 
-@dataclass
+@dataclass(eq=False)
 class _End:
     queue: QueueRef
     result: AttemptResult
@@ -83,15 +84,21 @@ class CompletionRecorder:
         self._claims: list[Claim] = []
         self._progress: dict[str, Progress] = {}
         self._ends: list[_End] = []
+        self._in_flight: set[_End] = set()  # taken into a batch, not yet applied in Redis
+        self._writing = False
+        self._recorded: asyncio.Queue[tuple[list[_End], BatchRecord]] = asyncio.Queue()
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._gave_up = False
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="completion-recorder")
+        """Two stages: PostgreSQL writes, and Redis updates of what was written. While Redis
+        applies one batch, the next one is already being written."""
+        self._tasks = [
+            asyncio.create_task(self._write_loop(), name="completion-write"),
+            asyncio.create_task(self._apply_loop(), name="completion-apply"),
+        ]
 
     # -- reports ------------------------------------------------------------------------------
 
@@ -114,35 +121,40 @@ class CompletionRecorder:
 
     @property
     def pending(self) -> int:
+        """Reports not yet written to PostgreSQL."""
         return len(self._claims) + len(self._progress) + len(self._ends)
 
+    def _busy(self) -> bool:
+        return bool(self.pending or self._writing or self._in_flight)
+
     def _poke(self) -> None:
-        self._idle.clear()
+        self._settled.clear()
         self._wake.set()
+
+    def _check_settled(self) -> None:
+        if not self._busy():
+            self._settled.set()
 
     async def flushed(self) -> None:
         """Wait until everything reported so far is recorded and applied."""
-        while self.pending or not self._idle.is_set():
+        while self._busy():
             self._wake.set()
-            await self._idle.wait()
+            self._settled.clear()
+            await self._settled.wait()
 
     async def close(self, timeout: float) -> int:
-        """Flush for at most ``timeout`` seconds, then stop. Returns the outcomes left
+        """Flush for at most ``timeout`` seconds, then stop. Returns the reports left
         unrecorded (their leases expire and housekeeping repairs them from PostgreSQL)."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.flushed(), timeout)
-        except TimeoutError:
-            self._gave_up = True
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            if self._gave_up:
-                self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        left = len(self._ends) + len(self._claims)
-        for end in self._ends:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        unfinished = [*self._in_flight, *self._ends]
+        for end in unfinished:
             if not end.done.done():
                 end.done.set_result(Completed(False, None, False))
+        left = len(unfinished) + len(self._claims)
         if left:
             log.warning(
                 "stopped with %d report(s) unrecorded; their leases expire and housekeeping "
@@ -151,24 +163,42 @@ class CompletionRecorder:
             )
         return left
 
-    # -- the flush loop -----------------------------------------------------------------------
+    # -- the two stages -----------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        while not (self._closing and not self.pending):
+    async def _write_loop(self) -> None:
+        while True:
             await self._wake.wait()
             self._wake.clear()
-            if not self._closing:
-                await asyncio.sleep(self.linger)  # let a few more reports join this batch
+            await asyncio.sleep(self.linger)  # let a few more reports join this batch
             while self.pending:
                 claims, self._claims = self._claims, []
                 progress, self._progress = list(self._progress.values()), {}
                 ends, self._ends = self._ends, []
-                record = await self._record(claims, progress, [e.result for e in ends])
+                self._in_flight.update(ends)
+                self._writing = True
+                try:
+                    record = await self._record(claims, progress, [e.result for e in ends])
+                finally:
+                    self._writing = False
                 if self._on_already_ended is not None:
                     for task_id, _ in record.already_ended:
                         self._on_already_ended(task_id)
-                await self._apply(ends, record)
-            self._idle.set()
+                if ends:
+                    self._recorded.put_nowait((ends, record))
+            self._check_settled()
+
+    async def _apply_loop(self) -> None:
+        while True:
+            batches = [await self._recorded.get()]
+            while not self._recorded.empty():
+                batches.append(self._recorded.get_nowait())
+            ends = [end for some, _ in batches for end in some]
+            record = BatchRecord()
+            for _, part in batches:
+                record.results.update(part.results)
+            await self._apply(ends, record)
+            self._in_flight.difference_update(ends)
+            self._check_settled()
 
     async def _record(
         self, claims: list[Claim], progress: list[Progress], results: list[AttemptResult]

@@ -17,10 +17,12 @@ happen is found by housekeeping (``taskflow.housekeeping``) and dispatched then.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import redis.asyncio as aioredis
 
@@ -72,6 +74,11 @@ class QueueDefaults:
 QUEUE_CONFIG_TTL = 5.0
 
 
+def due_ms(when: datetime) -> int:
+    """``when`` in Redis milliseconds, rounded up: a task is never due before its time."""
+    return math.ceil(when.timestamp() * 1000)
+
+
 def enqueue_item(task: TaskRecord, *, ready_now: bool = False) -> EnqueueItem:
     """How a recorded task is handed to Redis again (replay, repair, rebuild)."""
     due = task.run_at if task.run_at and not ready_now else None
@@ -79,7 +86,7 @@ def enqueue_item(task: TaskRecord, *, ready_now: bool = False) -> EnqueueItem:
         id=task.id,
         blob=task.dispatch_blob(),
         priority=task.priority,
-        due_ms=int(due.timestamp() * 1000) if due else 0,
+        due_ms=due_ms(due) if due else 0,
         deliveries=task.attempts,
         failures=task.failures,
         concurrency_key=task.concurrency_key,
@@ -102,7 +109,7 @@ def new_enqueue_item(t: NewTask) -> EnqueueItem:
             max_retries_set=t.max_retries_set,
         ),
         priority=s.priority,
-        due_ms=int(t.run_at.timestamp() * 1000) if t.state is TaskState.SCHEDULED else 0,
+        due_ms=due_ms(t.run_at) if t.state is TaskState.SCHEDULED else 0,
         concurrency_key=s.concurrency_key,
         concurrency_limit=s.concurrency_limit,
     )
@@ -197,6 +204,7 @@ class Engine:
                     id=new_task_id(),
                     spec=spec,
                     state=TaskState.SCHEDULED if due > now else TaskState.QUEUED,
+                    created_at=now,
                     run_at=due,
                     max_retries=d.max_retries if spec.max_retries is None else spec.max_retries,
                     retry=spec.retry or d.retry,

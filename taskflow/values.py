@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 __all__ = [
@@ -31,6 +32,9 @@ MAX_ERROR_CHARS = 8 * 1024
 MAX_TRACEBACK_CHARS = 64 * 1024
 #: Longest progress message kept.
 MAX_PROGRESS_MESSAGE_CHARS = 1024
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class UnstorableValue(ValueError):
@@ -121,7 +125,7 @@ def clean_text(text: str | None, limit: int, *, keep: str = "start") -> str | No
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        text = _SURROGATE.sub("\ufffd", text)
     if len(text) > limit:
         marker = f" [... {len(text) - limit} characters cut ...] "
         room = max(0, limit - len(marker))

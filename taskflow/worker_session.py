@@ -84,6 +84,7 @@ class WorkerSession:
         self._waiter = waiter  # blocking calls (BLPOP, pub/sub) get their own connections
         self._events = events
         self._held: dict[str, ClaimedTask] = {}  # claims whose lease this worker keeps
+        self._ending: set[str] = set()  # tokens of held claims whose outcome is on its way
         self._rates: dict[QueueRef, tuple[float, RateLimit | None]] = {}
         self._owns_connections = False
         self.recorder = CompletionRecorder(store, dispatcher, on_already_ended=self._already_ended)
@@ -162,6 +163,8 @@ class WorkerSession:
                 log.warning("heartbeat failed", extra={"error": str(exc)})
                 continue
             for claim, status in zip(group, statuses, strict=True):
+                if claim.token in self._ending:
+                    continue  # the completion path ends it (a "lost" may be its own ack)
                 if status == "cancel":
                     self._events.cancel(claim.id)
                 elif status == "lost" and self._held.pop(claim.id, None) is not None:
@@ -271,8 +274,10 @@ class WorkerSession:
         self, claim: ClaimedTask, result: AttemptResult, delay_ms: int
     ) -> asyncio.Future[Completed]:
         done = self.recorder.end(claim.queue, result, delay_ms)
+        self._ending.add(claim.token)
 
         def settled(_: asyncio.Future[Completed]) -> None:
+            self._ending.discard(claim.token)
             if self._held.get(claim.id) is claim:
                 del self._held[claim.id]
 

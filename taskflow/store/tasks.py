@@ -41,6 +41,8 @@ class NewTask:
     id: str
     spec: TaskSubmission
     state: TaskState
+    #: When the engine accepted it: the instant a delay counts from (one clock for both).
+    created_at: datetime
     run_at: datetime
     max_retries: int
     retry: RetryPolicy
@@ -183,6 +185,7 @@ class TaskStore:
             cols["concurrency_limit"].append(s.concurrency_limit)
             cols["labels"].append(json.dumps(s.labels))
             cols["run_at"].append(t.run_at)
+            cols["created_at"].append(t.created_at)
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(_INSERT_SQL, [cols[name] for name in _INSERT_COLUMNS])
             inserted = {row[0] for row in await cur.fetchall()}
@@ -622,6 +625,7 @@ _INSERT_COLUMNS = (
     "concurrency_limit",
     "labels",
     "run_at",
+    "created_at",
 )
 _INSERT_TYPES = (
     "uuid",
@@ -641,6 +645,7 @@ _INSERT_TYPES = (
     "text",
     "int",
     "jsonb",
+    "timestamptz",
     "timestamptz",
 )
 _INSERT_SQL: Any = (

@@ -231,7 +231,8 @@ async def test_task_whose_enqueue_never_reached_redis_is_dispatched(
 ) -> None:
     spec = validate_submission({"queue": "jobs", "handler": "noop"})
     defaults = await engine.defaults_for(QUEUE)
-    orphan = NewTask(new_task_id(), spec, TaskState.QUEUED, utcnow(), 3, defaults.retry)
+    now = utcnow()
+    orphan = NewTask(new_task_id(), spec, TaskState.QUEUED, now, now, 3, defaults.retry)
     await engine.store.insert([orphan])  # committed, as if the API crashed before Redis
     router = Router()
 
