@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=_int_at_least(1), default=10, help="per worker (10)")
     p.add_argument("--drain-grace", type=_seconds(positive=False), default=10.0, help="(10)")
     p.add_argument("--demo", action="store_true", help="keep submitting example tasks")
+    p.add_argument(
+        "--schedules",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="YAML file of cron schedules to load at start (its removed ones are deleted)",
+    )
 
     p = add("api", "serve the gRPC API and HTTP metrics/health")
     p.add_argument("--host", default="0.0.0.0", help="interface to listen on (0.0.0.0)")
