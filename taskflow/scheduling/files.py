@@ -138,6 +138,6 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     problem = getattr(exc, "problem", None) or str(exc)
     where = f"line {mark.line + 1} column {mark.column + 1}: " if mark is not None else ""
     hint = ""
-    if "alias" in problem:
+    if "alias" in f"{problem} {getattr(exc, 'context', '')}":
         hint = " (quote cron expressions that start with '*': cron: \"*/5 * * * *\")"
     return f"not valid YAML: {where}{problem}{hint}"
