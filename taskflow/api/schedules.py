@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
 
 from taskflow.api.convert import spec_to_dict, to_timestamp
+from taskflow.models import TaskSubmission
 from taskflow.scheduling.models import ScheduleRecord, ScheduleSpec, validate_schedule
 from taskflow_client.v1 import tasks_pb2 as pb
 
@@ -32,22 +32,28 @@ def schedule_from_proto(msg: pb.ScheduleSpec, path: str = "schedule") -> Schedul
     )
 
 
-def _task_spec(target: dict[str, Any]) -> pb.TaskSpec:
+def _task_spec(task: TaskSubmission) -> pb.TaskSpec:
     spec = pb.TaskSpec(
-        queue=target.get("queue", ""),
-        handler=target.get("handler", ""),
-        payload_json=json.dumps(target["payload"]) if target.get("payload") is not None else "",
-        priority=target.get("priority", 0),
-        timeout_seconds=target.get("timeout_seconds", 0.0),
-        concurrency_key=target.get("concurrency_key") or "",
-        concurrency_limit=target.get("concurrency_limit") or 0,
-        labels=target.get("labels") or {},
+        namespace=task.namespace,
+        queue=task.queue,
+        handler=task.handler,
+        payload_json="" if task.payload is None else json.dumps(task.payload),
+        priority=task.priority,
+        timeout_seconds=task.timeout_seconds,
+        concurrency_key=task.concurrency_key or "",
+        concurrency_limit=task.concurrency_limit or 0,
+        labels=task.labels,
     )
-    if target.get("max_retries") is not None:
-        spec.max_retries = target["max_retries"]
-    retry = target.get("retry")
-    if retry:
-        spec.retry.CopyFrom(pb.RetryPolicy(**retry))
+    if task.max_retries is not None:
+        spec.max_retries = task.max_retries
+    if task.retry is not None:
+        spec.retry.CopyFrom(
+            pb.RetryPolicy(
+                initial_seconds=task.retry.initial_seconds,
+                multiplier=task.retry.multiplier,
+                max_seconds=task.retry.max_seconds,
+            )
+        )
     return spec
 
 
@@ -63,8 +69,8 @@ def spec_to_proto(spec: ScheduleSpec) -> pb.ScheduleSpec:
     )
     if spec.starting_deadline_seconds is not None:
         msg.starting_deadline_seconds = spec.starting_deadline_seconds
-    if spec.kind == "task" and isinstance(spec.target, dict):
-        msg.task.CopyFrom(_task_spec(spec.target))
+    if spec.kind == "task":
+        msg.task.CopyFrom(_task_spec(spec.task()))
     return msg
 
 

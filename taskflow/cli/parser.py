@@ -195,6 +195,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-namespaces", "-A", action="store_true")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = add(
+        "schedules",
+        "list cron schedules, or: apply FILE, delete NAME, suspend NAME, resume NAME",
+        client,
+        namespace,
+    )
+    p.add_argument(
+        "action",
+        metavar="ACTION",
+        nargs="?",
+        choices=["apply", "delete", "suspend", "resume"],
+        help="apply FILE (YAML) | delete NAME | suspend NAME | resume NAME; none: list",
+    )
+    p.add_argument("target", metavar="FILE|NAME", nargs="?", help="what the action acts on")
+    p.add_argument("--all-namespaces", "-A", action="store_true", help="list every namespace")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = add("bench", "submit no-op tasks and measure submit and drain rates", client, namespace)
     p.add_argument("--count", type=_int_at_least(1), default=10_000, help="(10000)")
     p.add_argument("--batch", type=_int_at_least(1), default=500, help="(500)")
