@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--housekeeping",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="run the recovery sweep in this process (default on; turn off when the "
-        "operator runs it)",
+        help="run the recovery sweep and the cron scheduler in this process (default on; "
+        "turn off when the operator runs them)",
     )
 
     p = add("worker", "run handlers of a Router on tasks of some queues")
