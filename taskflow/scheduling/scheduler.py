@@ -31,7 +31,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from taskflow.engine import UNAVAILABLE_ERRORS, Engine
-from taskflow.errors import InvalidArgument, NotFound, PayloadTooLarge
+from taskflow.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
 from taskflow.models import TaskRecord
 from taskflow.scheduling.clock import SYSTEM_CLOCK, Clock
 from taskflow.scheduling.models import (
@@ -43,6 +43,9 @@ from taskflow.scheduling.models import (
 from taskflow.scheduling.store import ScheduleStore
 
 log = logging.getLogger("taskflow.scheduler")
+
+#: A pass stops at these and is tried again after ``recheck``: the stores are away.
+STORE_AWAY: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, Unavailable)
 
 
 @dataclass
@@ -89,7 +92,7 @@ class Scheduler:
             try:
                 report = await self.run_once()
                 wait = 0.0 if report.fired + report.skipped >= self.batch else await self._idle()
-            except UNAVAILABLE_ERRORS as exc:
+            except STORE_AWAY as exc:
                 log.warning("scheduler pass skipped: store unavailable: %s", exc)
             except Exception:
                 log.exception("scheduler pass failed")
@@ -111,7 +114,7 @@ class Scheduler:
         for record in await self.store.due(now, TARGET_KINDS, self.batch):
             try:
                 await self._handle(record, now, report)
-            except UNAVAILABLE_ERRORS:
+            except STORE_AWAY:
                 raise
             except Exception:
                 log.exception("schedule %s/%s could not be handled", record.namespace, record.name)
@@ -139,7 +142,8 @@ class Scheduler:
             await self._skip(record, tick, reason, next_at, report)
             return
         if previous is not None and spec.concurrency_policy == ConcurrencyPolicy.REPLACE:
-            await self.engine.cancel(previous.id)
+            with contextlib.suppress(NotFound):  # expired meanwhile: nothing left to cancel
+                await self.engine.cancel(previous.id)
             report.replaced += 1
             log.info(
                 "replacing the unfinished task of the previous fire",
