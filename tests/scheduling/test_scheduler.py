@@ -395,3 +395,28 @@ async def test_a_payload_over_the_limit_is_refused_when_the_schedule_is_put(
     big = {**_task(), "payload": "x" * (2 * 1024 * 1024)}
     with pytest.raises(PayloadTooLarge, match=r"schedule\.task\.payload_json"):
         await service.put(schedule(task=big))
+
+
+async def test_a_tick_fires_while_redis_is_down_and_is_dispatched_later(
+    engine: Engine, settings: Settings, service: ScheduleService, clock: FakeClock
+) -> None:
+    from dataclasses import replace
+
+    from taskflow.embedded import free_port
+    from taskflow.housekeeping import Housekeeper
+
+    await service.put(schedule(cron="0 * * * *"))
+    no_redis = await Engine.connect(
+        replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    )
+    try:
+        clock.set(at("2024-06-03 10:00"))
+        assert (await Scheduler(no_redis, clock=clock).run_once()).fired == 1
+    finally:
+        await no_redis.close()
+    (task,) = await fired_tasks(engine)
+    assert task.state == TaskState.QUEUED  # durable in PostgreSQL, unknown to Redis
+    assert not (await engine.dispatcher.known(QUEUE, [task.id]))[0]
+    report = await Housekeeper(engine).sweep_once()  # what housekeeping does anyway
+    assert report.redispatched == 1
+    assert (await engine.dispatcher.known(QUEUE, [task.id]))[0]
