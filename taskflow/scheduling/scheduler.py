@@ -146,7 +146,9 @@ class Scheduler:
                 await self.engine.cancel(previous.id)
             report.replaced += 1
             log.info(
-                "replacing the unfinished task of the previous fire",
+                "schedule %s: cancelled %s, the unfinished task of its previous fire (Replace)",
+                _name(record),
+                previous.id,
                 extra={"schedule": _name(record), "task_id": previous.id},
             )
         if not await self.store.claim(record.id, record.revision, tick, record.last_task_id):
@@ -176,13 +178,22 @@ class Scheduler:
             reason = f"the task could not be submitted: {exc}"
             if await self.store.record_skip(record.id, tick, reason, next_at):
                 report.skipped += 1
-                log.error(reason, extra={"schedule": _name(record), "tick": tick_text(tick)})
+                log.error(
+                    "schedule %s: tick %s skipped: %s",
+                    _name(record),
+                    tick_text(tick),
+                    reason,
+                    extra={"schedule": _name(record), "tick": tick_text(tick)},
+                )
             return
         now = self.clock.now()
         if await self.store.record_fire(record.id, tick, result.task_id, now, next_at):
             report.fired += 1
             log.info(
-                "fired",
+                "schedule %s: tick %s fired task %s",
+                _name(record),
+                tick_text(tick),
+                result.task_id,
                 extra={
                     "schedule": _name(record),
                     "tick": tick_text(tick),
@@ -204,7 +215,10 @@ class Scheduler:
         if await self.store.record_skip(record.id, tick, reason, next_at, revision=record.revision):
             report.skipped += 1
             log.info(
-                "skipped",
+                "schedule %s: tick %s skipped: %s",
+                _name(record),
+                tick_text(tick),
+                reason,
                 extra={"schedule": _name(record), "tick": tick_text(tick), "reason": reason},
             )
         else:
