@@ -5,8 +5,9 @@
 Stores N schedules on ``* * * * *``, moves the scheduler's clock to the next minute and times
 the passes until every schedule fired once (each fire: an intent write, ``Engine.submit`` with
 the tick's idempotency key, a fire record). Beside it, in the same run: the same N tasks
-submitted one ``Engine.submit`` call each (the floor a fire cannot beat), and the cost of an
-idle pass (nothing due) with N schedules stored. Uses TASKFLOW_REDIS_URL and
+submitted with one ``Engine.submit`` call each, and in calls of a pass's batch size (the floor:
+a pass adds its claim and record statements to that), and the cost of an idle pass (nothing
+due) with N schedules stored. Uses TASKFLOW_REDIS_URL and
 TASKFLOW_DATABASE_URL when both are set, else embedded servers in a temporary directory.
 """
 
@@ -82,6 +83,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
     print(
         f"peer: the same {args.schedules} tasks, one Engine.submit each: {took:.2f}s "
         f"({args.schedules / took:,.0f} submits/s)"
+    )
+    t0 = time.perf_counter()
+    for offset in range(0, len(specs), args.batch):
+        await engine.submit(specs[offset : offset + args.batch])
+    took = time.perf_counter() - t0
+    print(
+        f"peer: the same {args.schedules} tasks, Engine.submit of {args.batch} at a time: "
+        f"{took:.2f}s ({args.schedules / took:,.0f} submits/s)"
     )
     print(
         f"idle pass with {args.schedules} schedules stored: {statistics.median(idle):.2f} ms median"

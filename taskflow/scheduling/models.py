@@ -8,6 +8,7 @@ is created or updated, so that a tick never fails on its spec.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -202,6 +203,10 @@ def validate_schedule(
             f"{kind!r} is not something a schedule can fire; one of: {', '.join(TARGET_KINDS)}",
         )
     task = _task_template(target, namespace, f"{path}.task")
+    stored = task.model_dump(mode="json", exclude={"namespace"}, exclude_defaults=True)
+    problem = _unstorable(stored)
+    if problem:
+        raise InvalidArgument(f"{path}.task", problem)
     return ScheduleSpec(
         namespace=namespace,
         name=name,
@@ -211,9 +216,21 @@ def validate_schedule(
         suspend=bool(suspend),
         starting_deadline_seconds=starting_deadline_seconds,
         kind=kind,
-        target=task.model_dump(mode="json", exclude={"namespace"}, exclude_defaults=True),
+        target=stored,
         owner=owner,
     )
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why PostgreSQL would refuse the JSON of ``value`` (None: it would not)."""
+    text = json.dumps(value, ensure_ascii=False)
+    if "\\u0000" in text:
+        return "must not contain a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain an unpaired surrogate (invalid Unicode)"
+    return None
 
 
 def _policy(raw: str, field: str) -> ConcurrencyPolicy:

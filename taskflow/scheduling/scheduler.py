@@ -9,7 +9,8 @@ Each pass reads the schedules whose next tick is due at the clock's ``now`` and,
    that task (``Engine.cancel``) first;
 3. writes the intent to fire the tick (``pending_tick``, guarded by ``last_tick < tick``),
    submits the task with the idempotency key ``schedule:<id>:<tick>`` (``Engine.submit``),
-   then records the fire (guarded by ``pending_tick = tick``).
+   then records the fire (guarded by ``pending_tick = tick``). The fires of one pass share
+   each of these three statements.
 
 A scheduler killed between 3's writes leaves the intent; the next pass of any scheduler
 finishes it, and the key makes the submission return the task already created, if any. Two
@@ -28,11 +29,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
 from pydantic import ValidationError
 
 from taskflow.engine import UNAVAILABLE_ERRORS, Engine
 from taskflow.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
-from taskflow.models import TaskRecord
+from taskflow.models import TaskRecord, TaskSubmission
 from taskflow.scheduling.clock import SYSTEM_CLOCK, Clock
 from taskflow.scheduling.models import (
     TARGET_KINDS,
@@ -40,12 +42,31 @@ from taskflow.scheduling.models import (
     ScheduleRecord,
     tick_text,
 )
-from taskflow.scheduling.store import ScheduleStore
+from taskflow.scheduling.store import Claim, Fire, ScheduleStore
 
 log = logging.getLogger("taskflow.scheduler")
 
 #: A pass stops at these and is tried again after ``recheck``: the stores are away.
 STORE_AWAY: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, Unavailable)
+
+
+#: Why a tick's task may be refused for good (not for now): by the model, the engine, or
+#: PostgreSQL refusing a value.
+UNSUBMITTABLE: tuple[type[Exception], ...] = (
+    InvalidArgument,
+    PayloadTooLarge,
+    ValidationError,
+    psycopg.DataError,
+)
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """A tick to fire: claimed already (``pending_tick``) or to be claimed."""
+
+    record: ScheduleRecord
+    tick: datetime
+    needs_claim: bool
 
 
 @dataclass
@@ -71,12 +92,16 @@ class Scheduler:
         clock: Clock = SYSTEM_CLOCK,
         recheck: float = 1.0,
         batch: int = 200,
+        concurrency: int = 8,
     ) -> None:
         self.engine = engine
         self.store = ScheduleStore(engine.store.pool)
         self.clock = clock
         self.recheck = recheck
         self.batch = batch
+        #: Schedules handled at once: their submissions share commits (``Engine.submit``
+        #: coalesces), but each holds a PostgreSQL connection, so at most half the pool.
+        self.concurrency = max(1, min(concurrency, engine.settings.db_pool_size // 2))
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -108,39 +133,63 @@ class Scheduler:
         return max(0.0, min(self.recheck, (due - self.clock.now()).total_seconds()))
 
     async def run_once(self) -> PassReport:
-        """One pass over the schedules due now."""
+        """One pass over the schedules due now: each one's tick is decided on (fire or skip),
+        then the fires are claimed, submitted and recorded in one statement each."""
         report = PassReport()
         now = self.clock.now()
-        for record in await self.store.due(now, TARGET_KINDS, self.batch):
-            try:
-                await self._handle(record, now, report)
-            except STORE_AWAY:
-                raise
-            except Exception:
-                log.exception("schedule %s/%s could not be handled", record.namespace, record.name)
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def decide(record: ScheduleRecord) -> _Decision | None:
+            async with slots:
+                try:
+                    return await self._decide(record, now, report)
+                except STORE_AWAY:
+                    raise
+                except Exception:
+                    log.exception("schedule %s could not be handled", _name(record))
+                    return None
+
+        due = await self.store.due(now, TARGET_KINDS, self.batch)
+        outcomes = await asyncio.gather(*(decide(r) for r in due), return_exceptions=True)
+        decisions: list[_Decision] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if outcome is not None:
+                decisions.append(outcome)
+        fresh = [d for d in decisions if d.needs_claim]
+        claimed = await self.store.claim(
+            [Claim(d.record.id, d.record.revision, d.tick, d.record.last_task_id) for d in fresh]
+        )
+        report.lost_races += len(fresh) - len(claimed)
+        await self._fire(
+            [d for d in decisions if not d.needs_claim or d.record.id in claimed], report
+        )
         return report
 
-    async def _handle(self, record: ScheduleRecord, now: datetime, report: PassReport) -> None:
+    async def _decide(
+        self, record: ScheduleRecord, now: datetime, report: PassReport
+    ) -> _Decision | None:
+        """What to do with the schedule's due tick: None when it is skipped (or not due)."""
         if record.pending_tick is not None:
-            await self._fire(record, record.pending_tick, report)
-            return
+            return _Decision(record, record.pending_tick, needs_claim=False)
         spec = record.spec
         timing = spec.timing
         tick = timing.latest_at_or_before(now)
         if record.next_fire_at is None or tick < record.next_fire_at:
-            return  # read as due by a clock ahead of this one
+            return None  # read as due by a clock ahead of this one
         next_at = timing.next_after(tick)
         late = (now - tick).total_seconds()
         deadline = spec.starting_deadline_seconds
         if deadline is not None and late > deadline:
             reason = f"missed: {late:.0f}s late, more than starting_deadline_seconds ({deadline})"
             await self._skip(record, tick, reason, next_at, report)
-            return
+            return None
         previous = await self._unfinished(record)
         if previous is not None and spec.concurrency_policy == ConcurrencyPolicy.FORBID:
             reason = f"Forbid: the previous fire's task {previous.id} is still {previous.state}"
             await self._skip(record, tick, reason, next_at, report)
-            return
+            return None
         if previous is not None and spec.concurrency_policy == ConcurrencyPolicy.REPLACE:
             with contextlib.suppress(NotFound):  # expired meanwhile: nothing left to cancel
                 await self.engine.cancel(previous.id)
@@ -151,10 +200,7 @@ class Scheduler:
                 previous.id,
                 extra={"schedule": _name(record), "task_id": previous.id},
             )
-        if not await self.store.claim(record.id, record.revision, tick, record.last_task_id):
-            report.lost_races += 1
-            return
-        await self._fire(record, tick, report)
+        return _Decision(record, tick, needs_claim=True)
 
     async def _unfinished(self, record: ScheduleRecord) -> TaskRecord | None:
         """The previous fire's task, when the policy cares and it has not finished."""
@@ -166,43 +212,73 @@ class Scheduler:
             return None  # expired after it finished
         return None if task.done else task
 
-    async def _fire(self, record: ScheduleRecord, tick: datetime, report: PassReport) -> None:
-        """Submit the task of the claimed ``tick`` and record it (idempotent)."""
-        next_at = record.spec.timing.next_after(tick)
-        try:
-            submission = record.spec.submission(record.id, tick)
-            self.engine.check_payload(submission, "payload")
-            (result,) = await self.engine.submit([submission])
-        except (InvalidArgument, PayloadTooLarge, ValidationError) as exc:
-            # The spec was valid when stored; if it no longer is, retrying cannot help.
-            reason = f"the task could not be submitted: {exc}"
-            if await self.store.record_skip(record.id, tick, reason, next_at):
-                report.skipped += 1
-                log.error(
-                    "schedule %s: tick %s skipped: %s",
-                    _name(record),
-                    tick_text(tick),
-                    reason,
-                    extra={"schedule": _name(record), "tick": tick_text(tick)},
-                )
+    async def _fire(self, claimed: list[_Decision], report: PassReport) -> None:
+        """Submit the tasks of claimed ticks in one call and record them in one statement.
+        Idempotent: a tick's key returns the task a killed scheduler already submitted."""
+        ready: list[tuple[_Decision, TaskSubmission]] = []
+        for decision in claimed:
+            try:
+                submission = decision.record.spec.submission(decision.record.id, decision.tick)
+                self.engine.check_payload(submission, "payload")
+            except UNSUBMITTABLE as exc:
+                await self._abandon(decision, exc, report)
+                continue
+            ready.append((decision, submission))
+        if not ready:
             return
+        try:
+            results = await self.engine.submit([s for _, s in ready])
+        except UNSUBMITTABLE:
+            # One of them cannot be stored: it must not hold up the others.
+            results = []
+            kept: list[tuple[_Decision, TaskSubmission]] = []
+            for decision, submission in ready:
+                try:
+                    results.extend(await self.engine.submit([submission]))
+                except UNSUBMITTABLE as exc:
+                    await self._abandon(decision, exc, report)
+                    continue
+                kept.append((decision, submission))
+            ready = kept
+        fires = [
+            Fire(d.record.id, d.tick, r.task_id, d.record.spec.timing.next_after(d.tick))
+            for (d, _), r in zip(ready, results, strict=True)
+        ]
         now = self.clock.now()
-        if await self.store.record_fire(record.id, tick, result.task_id, now, next_at):
+        recorded = await self.store.record_fires(fires, now)
+        report.lost_races += len(fires) - len(recorded)
+        for (decision, _), fire in zip(ready, fires, strict=True):
+            if fire.schedule_id not in recorded:
+                continue
             report.fired += 1
             log.info(
                 "schedule %s: tick %s fired task %s",
-                _name(record),
-                tick_text(tick),
-                result.task_id,
+                _name(decision.record),
+                tick_text(fire.tick),
+                fire.task_id,
                 extra={
-                    "schedule": _name(record),
-                    "tick": tick_text(tick),
-                    "task_id": result.task_id,
-                    "late_seconds": round((now - tick).total_seconds(), 3),
+                    "schedule": _name(decision.record),
+                    "tick": tick_text(fire.tick),
+                    "task_id": fire.task_id,
+                    "late_seconds": round((now - fire.tick).total_seconds(), 3),
                 },
             )
-        else:
-            report.lost_races += 1
+
+    async def _abandon(self, decision: _Decision, exc: Exception, report: PassReport) -> None:
+        """End the claim of a tick whose task cannot be submitted: the spec was valid when
+        stored; if it no longer is, trying again cannot help."""
+        record, tick = decision.record, decision.tick
+        reason = f"the task could not be submitted: {exc}"
+        next_at = record.spec.timing.next_after(tick)
+        if await self.store.record_skip(record.id, tick, reason, next_at):
+            report.skipped += 1
+            log.error(
+                "schedule %s: tick %s skipped: %s",
+                _name(record),
+                tick_text(tick),
+                reason,
+                extra={"schedule": _name(record), "tick": tick_text(tick)},
+            )
 
     async def _skip(
         self,

@@ -60,6 +60,26 @@ def _record(row: dict[str, Any]) -> ScheduleRecord:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A scheduler's intent to fire ``tick``, valid while the row is as it read it."""
+
+    schedule_id: str
+    revision: int
+    tick: datetime
+    previous_task: str | None
+
+
+@dataclass(frozen=True)
+class Fire:
+    """A claimed tick whose task was submitted."""
+
+    schedule_id: str
+    tick: datetime
+    task_id: str
+    next_at: datetime
+
+
+@dataclass(frozen=True)
 class PutResult:
     record: ScheduleRecord
     created: bool
@@ -195,32 +215,55 @@ class ScheduleStore:
             row = await cur.fetchone()
         return None if row is None else row[0]
 
-    async def claim(
-        self, schedule_id: str, revision: int, tick: datetime, previous_task: str | None
-    ) -> bool:
-        """Write the intent to fire ``tick`` (before submitting its task); False when another
-        scheduler handled or claimed it, or the spec or the last fire changed since they were
-        read (the concurrency policy looked at ``previous_task``)."""
-        return await self._update(
-            f"""UPDATE schedules SET pending_tick = %(tick)s
-                WHERE id = %(id)s AND revision = %(revision)s AND pending_tick IS NULL
-                  AND last_task_id IS NOT DISTINCT FROM %(previous)s::uuid
-                  AND {_NOT_HANDLED}""",
-            {"id": schedule_id, "revision": revision, "tick": tick, "previous": previous_task},
-        )
+    async def claim(self, claims: Sequence[Claim]) -> set[str]:
+        """Write the intent to fire each claim's tick (before submitting its task); returns
+        the ids of the schedules claimed. A claim fails when another scheduler handled or
+        claimed the tick, or the spec or the last fire changed since they were read (the
+        concurrency policy looked at ``previous_task``)."""
+        if not claims:
+            return set()
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                """UPDATE schedules s SET pending_tick = v.tick
+                   FROM unnest(%b::uuid[], %b::bigint[], %b::timestamptz[], %b::uuid[])
+                        AS v(id, revision, tick, previous)
+                   WHERE s.id = v.id AND s.revision = v.revision AND s.pending_tick IS NULL
+                     AND s.last_task_id IS NOT DISTINCT FROM v.previous
+                     AND (s.last_tick IS NULL OR s.last_tick < v.tick)
+                   RETURNING s.id::text""",
+                [
+                    [c.schedule_id for c in claims],
+                    [c.revision for c in claims],
+                    [c.tick for c in claims],
+                    [c.previous_task for c in claims],
+                ],
+            )
+            return {row[0] for row in await cur.fetchall()}
 
-    async def record_fire(
-        self, schedule_id: str, tick: datetime, task_id: str, fired_at: datetime, next_at: datetime
-    ) -> bool:
-        """The claimed ``tick`` fired ``task_id``; False when another scheduler recorded it."""
-        return await self._update(
-            """UPDATE schedules SET pending_tick = NULL, last_tick = %(tick)s,
-                    last_fire_tick = %(tick)s, last_fired_at = %(at)s, last_task_id = %(task)s,
-                    fire_count = fire_count + 1,
-                    next_fire_at = greatest(next_fire_at, %(next)s)
-                WHERE id = %(id)s AND pending_tick = %(tick)s""",
-            {"id": schedule_id, "tick": tick, "task": task_id, "at": fired_at, "next": next_at},
-        )
+    async def record_fires(self, fires: Sequence[Fire], fired_at: datetime) -> set[str]:
+        """The claimed ticks fired their tasks; returns the ids recorded (the others were
+        recorded by another scheduler)."""
+        if not fires:
+            return set()
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                """UPDATE schedules s SET pending_tick = NULL, last_tick = v.tick,
+                       last_fire_tick = v.tick, last_fired_at = %b, last_task_id = v.task,
+                       fire_count = s.fire_count + 1,
+                       next_fire_at = greatest(s.next_fire_at, v.next)
+                   FROM unnest(%b::uuid[], %b::timestamptz[], %b::uuid[], %b::timestamptz[])
+                        AS v(id, tick, task, next)
+                   WHERE s.id = v.id AND s.pending_tick = v.tick
+                   RETURNING s.id::text""",
+                [
+                    fired_at,
+                    [f.schedule_id for f in fires],
+                    [f.tick for f in fires],
+                    [f.task_id for f in fires],
+                    [f.next_at for f in fires],
+                ],
+            )
+            return {row[0] for row in await cur.fetchall()}
 
     async def record_skip(
         self,

@@ -16,6 +16,7 @@ from taskflow.errors import AlreadyExists
 from taskflow.models import TaskState
 from taskflow.scheduling import Scheduler, ScheduleService
 from taskflow.scheduling.models import tick_key
+from taskflow.scheduling.store import Claim
 from taskflow_worker import Router, TaskContext
 from tests.engine.conftest import QUEUE, WorkerHarness, eventually, wait_for
 from tests.scheduling.conftest import FakeClock, at, fired_tasks, reload, schedule
@@ -153,7 +154,7 @@ async def test_a_scheduler_killed_after_claiming_a_tick(
     tick = at("2024-06-03 10:00")
     clock.set(tick + timedelta(seconds=1))
     # The first scheduler wrote its intent and died before submitting.
-    assert await service.store.claim(record.id, record.revision, tick, None)
+    assert await service.store.claim([Claim(record.id, record.revision, tick, None)])
     clock.advance(minutes=75)  # even after the next tick passed, the claimed one completes
     assert (await new_scheduler().run_once()).fired == 1
     ticks = [t.labels["taskflow.dev/tick"] for t in await fired_tasks(engine)]
@@ -170,7 +171,7 @@ async def test_a_scheduler_killed_after_submitting(
     record = (await service.put(schedule(cron="0 * * * *"))).record
     tick = at("2024-06-03 10:00")
     clock.set(tick)
-    assert await service.store.claim(record.id, record.revision, tick, None)
+    assert await service.store.claim([Claim(record.id, record.revision, tick, None)])
     (submitted,) = await engine.submit([record.spec.submission(record.id, tick)])
     # ...and died before recording the fire.
     assert (await new_scheduler().run_once()).fired == 1
@@ -420,3 +421,43 @@ async def test_a_tick_fires_while_redis_is_down_and_is_dispatched_later(
     report = await Housekeeper(engine).sweep_once()  # what housekeeping does anyway
     assert report.redispatched == 1
     assert (await engine.dispatcher.known(QUEUE, [task.id]))[0]
+
+
+async def test_a_schedule_that_cannot_be_submitted_does_not_hold_up_the_others(
+    engine: Engine,
+    service: ScheduleService,
+    clock: FakeClock,
+    new_scheduler: NewScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from taskflow.errors import PayloadTooLarge
+
+    for name in ("a", "b", "poison", "stale"):
+        await service.put(schedule(name=name, cron="0 * * * *", task=_task(name)))
+    # A spec that no longer validates (written by hand, or by an older version)...
+    async with engine.store.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE schedules SET spec = spec || '{\"priority\": 5000}' WHERE name = 'stale'"
+        )
+    # ...and one the engine refuses (a fault injected into the batch submission).
+    submit = engine.submit
+
+    async def refusing(specs):  # type: ignore[no-untyped-def]
+        if any(s.handler == "poison" for s in specs):
+            raise PayloadTooLarge("tasks[2].payload", 10, 1)
+        return await submit(specs)
+
+    monkeypatch.setattr(engine, "submit", refusing)
+    clock.set(at("2024-06-03 10:00"))
+    report = await new_scheduler().run_once()
+    assert (report.fired, report.skipped) == (2, 2)
+    assert {t.handler for t in await fired_tasks(engine, "a") + await fired_tasks(engine, "b")} == {
+        "a",
+        "b",
+    }
+    for name, problem in (("poison", "exceeds the limit"), ("stale", "less than or equal")):
+        record = await reload(service, name)
+        assert (record.fire_count, record.skip_count, record.pending_tick) == (0, 1, None)
+        assert record.last_skip_reason is not None and problem in record.last_skip_reason
+        assert record.last_skip_reason.startswith("the task could not be submitted: ")
+        assert record.next_fire_at == at("2024-06-03 11:00")

@@ -57,6 +57,8 @@ def check(**fields: Any) -> Any:
             "at its tick",
         ),
         ({"target": {**TASK, "namespace": "other"}}, "schedule.task.namespace", "differs"),
+        ({"target": {**TASK, "handler": "a\x00b"}}, "schedule.task", "NUL character"),
+        ({"target": {**TASK, "payload": "\ud800"}}, "schedule.task", "unpaired surrogate"),
         (
             {"target": {**TASK, "concurrency_key": "k"}},
             "schedule.task",
