@@ -73,6 +73,9 @@ class _Decision:
 class PassReport:
     """What one pass did."""
 
+    #: The clock's time the pass acted at.
+    now: datetime
+    looked_at: int = 0
     fired: int = 0
     skipped: int = 0
     replaced: int = 0
@@ -99,8 +102,8 @@ class Scheduler:
         self.clock = clock
         self.recheck = recheck
         self.batch = batch
-        #: Schedules handled at once: their submissions share commits (``Engine.submit``
-        #: coalesces), but each holds a PostgreSQL connection, so at most half the pool.
+        #: Schedules decided on at once (reading a previous fire's task, recording a skip):
+        #: each holds a PostgreSQL connection meanwhile, so at most half the pool.
         self.concurrency = max(1, min(concurrency, engine.settings.db_pool_size // 2))
         self._wake = asyncio.Event()
 
@@ -116,7 +119,7 @@ class Scheduler:
             wait = self.recheck
             try:
                 report = await self.run_once()
-                wait = 0.0 if report.fired + report.skipped >= self.batch else await self._idle()
+                wait = await self.pause_after(report)
             except STORE_AWAY as exc:
                 log.warning("scheduler pass skipped: store unavailable: %s", exc)
             except Exception:
@@ -125,18 +128,24 @@ class Scheduler:
                 await _first(stop, self._wake, timeout=wait)
         log.info("scheduler stopped")
 
-    async def _idle(self) -> float:
-        """Seconds until the next due tick, at most ``recheck``."""
+    async def pause_after(self, report: PassReport) -> float:
+        """Seconds to sleep after the pass of ``report``: until the next due tick, at most
+        ``recheck``; none when the pass left due schedules for the next one; ``recheck`` when
+        what is due made no progress (it failed), so that it is not retried in a busy loop."""
+        if report.looked_at >= self.batch:
+            return 0.0
         due = await self.store.next_due(TARGET_KINDS)
         if due is None:
+            return self.recheck
+        if due <= report.now and not (report.acted or report.lost_races):
             return self.recheck
         return max(0.0, min(self.recheck, (due - self.clock.now()).total_seconds()))
 
     async def run_once(self) -> PassReport:
         """One pass over the schedules due now: each one's tick is decided on (fire or skip),
         then the fires are claimed, submitted and recorded in one statement each."""
-        report = PassReport()
         now = self.clock.now()
+        report = PassReport(now)
         slots = asyncio.Semaphore(self.concurrency)
 
         async def decide(record: ScheduleRecord) -> _Decision | None:
@@ -150,6 +159,7 @@ class Scheduler:
                     return None
 
         due = await self.store.due(now, TARGET_KINDS, self.batch)
+        report.looked_at = len(due)
         outcomes = await asyncio.gather(*(decide(r) for r in due), return_exceptions=True)
         decisions: list[_Decision] = []
         for outcome in outcomes:

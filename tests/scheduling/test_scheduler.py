@@ -461,3 +461,35 @@ async def test_a_schedule_that_cannot_be_submitted_does_not_hold_up_the_others(
         assert record.last_skip_reason is not None and problem in record.last_skip_reason
         assert record.last_skip_reason.startswith("the task could not be submitted: ")
         assert record.next_fire_at == at("2024-06-03 11:00")
+
+
+async def test_the_loop_does_not_spin_on_a_schedule_it_cannot_handle(
+    engine: Engine,
+    service: ScheduleService,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scheduler = Scheduler(engine, clock=clock, recheck=1.0, batch=2)
+    await service.put(schedule(name="a", cron="0 * * * *"))
+    clock.set(at("2024-06-03 09:59:59.750"))
+    report = await scheduler.run_once()
+    assert await scheduler.pause_after(report) == pytest.approx(0.25)  # until the 10:00 tick
+    clock.set(at("2024-06-03 10:00"))
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("cannot")
+
+    monkeypatch.setattr(scheduler, "_decide", broken)
+    report = await scheduler.run_once()
+    assert report.looked_at == 1 and not report.acted
+    assert await scheduler.pause_after(report) == 1.0  # due, no progress: no busy loop
+    monkeypatch.undo()
+    for name in ("b", "c"):
+        await service.put(schedule(name=name, cron="0 * * * *"))
+    clock.set(at("2024-06-03 11:00"))
+    report = await scheduler.run_once()
+    assert report.looked_at == 2 and report.fired == 2
+    assert await scheduler.pause_after(report) == 0.0  # a full batch: more may be due
+    report = await scheduler.run_once()
+    assert report.fired == 1
+    assert await scheduler.pause_after(report) == 1.0  # the 12:00 tick is an hour away
