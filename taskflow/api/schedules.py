@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from taskflow.api.convert import spec_to_dict, to_timestamp
@@ -37,7 +36,7 @@ def _task_spec(task: TaskSubmission) -> pb.TaskSpec:
         namespace=task.namespace,
         queue=task.queue,
         handler=task.handler,
-        payload_json="" if task.payload is None else json.dumps(task.payload),
+        payload_json="" if task.payload_json == "null" else task.payload_json,
         priority=task.priority,
         timeout_seconds=task.timeout_seconds,
         concurrency_key=task.concurrency_key or "",

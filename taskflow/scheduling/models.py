@@ -8,7 +8,6 @@ is created or updated, so that a tick never fails on its spec.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 from taskflow.errors import InvalidArgument
 from taskflow.models import _NAME_PATTERN, _NAMESPACE_PATTERN, TaskSubmission, validate_submission
 from taskflow.scheduling.cron import CronError, CronSchedule
+from taskflow.values import json_problem
 
 #: What a tick can fire. A DAG run joins this list once DAG runs exist.
 TARGET_KINDS = ("task",)
@@ -88,7 +88,7 @@ class ScheduleSpec:
         """The submission template of a ``task`` schedule."""
         if self.kind != "task":
             raise InvalidArgument("kind", f"{self.kind!r} schedules do not fire a task")
-        return TaskSubmission.model_validate({**self.target, "namespace": self.namespace})
+        return validate_submission({**self.target, "namespace": self.namespace})
 
     def submission(self, schedule_id: str, tick: datetime) -> TaskSubmission:
         """The task that ``tick`` fires: the template with the tick's key and labels."""
@@ -203,8 +203,8 @@ def validate_schedule(
             f"{kind!r} is not something a schedule can fire; one of: {', '.join(TARGET_KINDS)}",
         )
     task = _task_template(target, namespace, f"{path}.task")
-    stored = task.model_dump(mode="json", exclude={"namespace"}, exclude_defaults=True)
-    problem = _unstorable(stored)
+    stored = _stored_target(task)
+    problem = json_problem(stored)
     if problem:
         raise InvalidArgument(f"{path}.task", problem)
     return ScheduleSpec(
@@ -221,16 +221,15 @@ def validate_schedule(
     )
 
 
-def _unstorable(value: Any) -> str | None:
-    """Why PostgreSQL would refuse the JSON of ``value`` (None: it would not)."""
-    text = json.dumps(value, ensure_ascii=False)
-    if "\\u0000" in text:
-        return "must not contain a NUL character (\\u0000)"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "must not contain an unpaired surrogate (invalid Unicode)"
-    return None
+def _stored_target(task: TaskSubmission) -> dict[str, Any]:
+    """The JSON spec a ``task`` schedule keeps: the submission without its namespace, and with
+    its payload as a JSON value rather than text."""
+    stored: dict[str, Any] = task.model_dump(
+        mode="json", exclude={"namespace", "payload_json"}, exclude_defaults=True
+    )
+    if task.payload_json != "null":
+        stored["payload"] = task.payload
+    return stored
 
 
 def _policy(raw: str, field: str) -> ConcurrencyPolicy:

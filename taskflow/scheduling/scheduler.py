@@ -32,8 +32,14 @@ from datetime import datetime
 import psycopg
 from pydantic import ValidationError
 
-from taskflow.engine import UNAVAILABLE_ERRORS, Engine
-from taskflow.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
+from taskflow.engine import Engine
+from taskflow.errors import (
+    STORE_ERRORS,
+    InvalidArgument,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
 from taskflow.models import TaskRecord, TaskSubmission
 from taskflow.scheduling.clock import SYSTEM_CLOCK, Clock
 from taskflow.scheduling.models import (
@@ -47,7 +53,7 @@ from taskflow.scheduling.store import Claim, Fire, ScheduleStore
 log = logging.getLogger("taskflow.scheduler")
 
 #: A pass stops at these and is tried again after ``recheck``: the stores are away.
-STORE_AWAY: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, Unavailable)
+STORE_AWAY: tuple[type[BaseException], ...] = (*STORE_ERRORS, Unavailable)
 
 
 #: Why a tick's task may be refused for good (not for now): by the model, the engine, or

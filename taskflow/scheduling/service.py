@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 
-from taskflow.engine import UNAVAILABLE_ERRORS, Engine
-from taskflow.errors import InvalidArgument, NotFound, Unavailable
+from taskflow.engine import Engine
+from taskflow.errors import InvalidArgument, NotFound, unavailable
 from taskflow.scheduling.clock import SYSTEM_CLOCK, Clock
 from taskflow.scheduling.models import ScheduleRecord, ScheduleSpec
 from taskflow.scheduling.store import PutResult, ScheduleStore, SyncResult
@@ -30,7 +29,7 @@ class ScheduleService:
     ) -> PutResult:
         """Create or update the schedule named by ``spec``."""
         self.check(spec, payload_field)
-        async with _storage():
+        with unavailable("PostgreSQL"):
             return await self.store.put(spec, self.clock.now())
 
     async def sync(
@@ -52,12 +51,12 @@ class ScheduleService:
                 )
             seen[key] = i
             self.check(spec, f"{path}[{i}].task.payload")
-        async with _storage():
+        with unavailable("PostgreSQL"):
             return await self.store.sync(owner, specs, self.clock.now())
 
     async def get(self, namespace: str, name: str) -> ScheduleRecord:
         _require_name(name)
-        async with _storage():
+        with unavailable("PostgreSQL"):
             record = await self.store.get(namespace or "default", name)
         if record is None:
             raise NotFound(f"schedule {name!r} not found in namespace {namespace or 'default'!r}")
@@ -78,7 +77,7 @@ class ScheduleService:
             if not sep or not ns or not name:
                 raise InvalidArgument("page_token", f"{page_token!r} is not a page token")
             after = (ns, name)
-        async with _storage():
+        with unavailable("PostgreSQL"):
             rows = await self.store.page(namespace or None, after, size + 1)
         more = len(rows) > size
         rows = rows[:size]
@@ -88,12 +87,12 @@ class ScheduleService:
     async def delete(self, namespace: str, name: str) -> bool:
         """Delete the schedule; False when there was none. Fired tasks are left alone."""
         _require_name(name)
-        async with _storage():
+        with unavailable("PostgreSQL"):
             return await self.store.delete(namespace or "default", name)
 
     async def set_suspended(self, namespace: str, name: str, suspend: bool) -> ScheduleRecord:
         _require_name(name)
-        async with _storage():
+        with unavailable("PostgreSQL"):
             record = await self.store.set_suspended(namespace or "default", name, suspend)
         if record is None:
             raise NotFound(f"schedule {name!r} not found in namespace {namespace or 'default'!r}")
@@ -103,11 +102,3 @@ class ScheduleService:
 def _require_name(name: str) -> None:
     if not name:
         raise InvalidArgument("name", "is required")
-
-
-@asynccontextmanager
-async def _storage() -> AsyncIterator[None]:
-    try:
-        yield
-    except UNAVAILABLE_ERRORS as exc:
-        raise Unavailable(f"PostgreSQL: {exc}") from exc

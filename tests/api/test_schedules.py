@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import grpc
@@ -37,7 +38,7 @@ async def test_put_get_list_suspend_delete(grpc_stub: Any) -> None:
     s = put.schedule
     assert (s.spec.namespace, s.spec.name, s.spec.cron) == ("default", "report", "0 3 * * *")
     assert (s.spec.timezone, s.spec.concurrency_policy) == ("Europe/Paris", "Forbid")
-    assert s.spec.task.queue == "jobs" and s.spec.task.payload_json == '{"n": 1}'
+    assert s.spec.task.queue == "jobs" and json.loads(s.spec.task.payload_json) == {"n": 1}
     assert s.HasField("next_fire_time") and not s.HasField("last_fire_time")
     assert s.next_fire_time.ToDatetime().minute == 0
     again = await grpc_stub.PutSchedule(

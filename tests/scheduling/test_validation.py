@@ -58,7 +58,8 @@ def check(**fields: Any) -> Any:
         ),
         ({"target": {**TASK, "namespace": "other"}}, "schedule.task.namespace", "differs"),
         ({"target": {**TASK, "handler": "a\x00b"}}, "schedule.task", "NUL character"),
-        ({"target": {**TASK, "payload": "\ud800"}}, "schedule.task", "unpaired surrogate"),
+        ({"target": {**TASK, "payload": "\ud800"}}, "schedule.task.payload", "unpaired surrogate"),
+        ({"target": {**TASK, "payload": float("nan")}}, "schedule.task.payload", "NaN"),
         (
             {"target": {**TASK, "concurrency_key": "k"}},
             "schedule.task",
