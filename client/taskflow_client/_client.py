@@ -13,9 +13,17 @@ import grpc
 
 from . import _requests
 from ._config import Settings
-from ._convert import queue_stats_from_proto, task_from_proto
+from ._convert import queue_stats_from_proto, schedule_from_proto, schedule_spec, task_from_proto
 from ._errors import TaskFlowError, from_rpc_error, status_of
-from ._models import QueueStats, RetryPolicy, Task, TaskRequest, TaskState
+from ._models import (
+    ConcurrencyPolicy,
+    QueueStats,
+    RetryPolicy,
+    Schedule,
+    Task,
+    TaskRequest,
+    TaskState,
+)
 from ._retry import RETRY_READ, RETRY_WRITE
 from ._watching import WatchPlan
 from .v1 import tasks_pb2 as pb
@@ -309,3 +317,83 @@ class Client:
         request = _requests.replay_request(namespace or self.namespace, queue, task_ids)
         response = self._call(self._stub.ReplayDeadLetters, request, RETRY_WRITE)
         return list(response.task_ids)
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    def put_schedule(
+        self,
+        name: str,
+        cron: str,
+        task: TaskRequest | Mapping[str, Any],
+        *,
+        timezone: str = "UTC",
+        concurrency_policy: ConcurrencyPolicy | str = ConcurrencyPolicy.ALLOW,
+        suspend: bool = False,
+        starting_deadline_seconds: int | None = None,
+        namespace: str | None = None,
+    ) -> Schedule:
+        """Create the cron schedule ``name``, or update it, and return it.
+
+        ``cron`` has five fields (``"0 3 * * *"``) or is a macro such as ``"@hourly"``, read in
+        ``timezone`` (an IANA name). Each tick submits ``task`` (a ``TaskRequest`` or a dict of
+        its fields, without ``idempotency_key``, ``delay`` or ``run_at``: every tick is keyed
+        by the schedule and the tick). ``concurrency_policy`` says what a tick does while the
+        previous fire's task is unfinished; a tick later than ``starting_deadline_seconds`` is
+        skipped. Changing ``cron`` or ``timezone`` starts the ticks anew from now.
+        """
+        request = pb.PutScheduleRequest(
+            schedule=schedule_spec(
+                namespace or self.namespace,
+                name,
+                cron,
+                task,
+                timezone=timezone,
+                concurrency_policy=concurrency_policy,
+                suspend=suspend,
+                starting_deadline_seconds=starting_deadline_seconds,
+            )
+        )
+        response = self._call(self._stub.PutSchedule, request, RETRY_WRITE)
+        return schedule_from_proto(response.schedule)
+
+    def get_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
+        """The schedule ``name``, with its next and last fire times and counts."""
+        request = pb.GetScheduleRequest(namespace=namespace or self.namespace, name=name)
+        return schedule_from_proto(self._call(self._stub.GetSchedule, request, RETRY_READ))
+
+    def list_schedules(self, namespace: str | None = None) -> list[Schedule]:
+        """Every schedule of the namespace (``namespace=""``: of every one), by name."""
+        schedules: list[Schedule] = []
+        token: str | None = None
+        while True:
+            request = _requests.list_schedules_request(
+                self.namespace if namespace is None else namespace, 500, token
+            )
+            response = self._call(self._stub.ListSchedules, request, RETRY_READ)
+            schedules.extend(schedule_from_proto(s) for s in response.schedules)
+            token = response.next_page_token or None
+            if token is None:
+                return schedules
+
+    def delete_schedule(self, name: str, *, namespace: str | None = None) -> bool:
+        """Delete the schedule; ``False`` when there was none. Fired tasks are kept."""
+        request = pb.DeleteScheduleRequest(namespace=namespace or self.namespace, name=name)
+        response = self._call(self._stub.DeleteSchedule, request, RETRY_WRITE)
+        return response.deleted
+
+    def suspend_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
+        """Stop the schedule from firing until ``resume_schedule``."""
+        return self._set_suspended(name, namespace, True)
+
+    def resume_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
+        """Let a suspended schedule fire again: the latest tick it missed fires once, unless
+        it is older than its ``starting_deadline_seconds``."""
+        return self._set_suspended(name, namespace, False)
+
+    def _set_suspended(self, name: str, namespace: str | None, suspend: bool) -> Schedule:
+        request = pb.SetScheduleSuspendedRequest(
+            namespace=namespace or self.namespace, name=name, suspend=suspend
+        )
+        return schedule_from_proto(
+            self._call(self._stub.SetScheduleSuspended, request, RETRY_WRITE)
+        )
