@@ -40,7 +40,7 @@ from tests.k8s.realnode import (
 E2E_DIR = Path(__file__).resolve().parent
 UNAVAILABLE_KEY = pytest.StashKey[str | None]()
 HOST_KEY = pytest.StashKey[str | None]()
-STARTED_KEY = pytest.StashKey[float]()
+LOADED_AT = time.time()  # this conftest loads as the session collects: a report newer is ours
 IMAGES_KEY = pytest.StashKey[dict[str, Image]]()
 NODE_BINARIES = ("kubelet", "kubectl", "helm")
 
@@ -93,13 +93,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"real-node tier: {reason}"))
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[STARTED_KEY] = time.time()
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    started = terminalreporter.config.stash.get(STARTED_KEY, time.time())
-    if REPORT.is_file() and REPORT.stat().st_mtime >= started:
+    if REPORT.is_file() and REPORT.stat().st_mtime >= LOADED_AT:
         terminalreporter.section("real-node end to end")
         terminalreporter.write(REPORT.read_text())
 

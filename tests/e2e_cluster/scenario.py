@@ -339,6 +339,11 @@ def port_forward(cluster: Cluster, target: str, port: int) -> Iterator[int]:
         process.wait(timeout=10)
 
 
+def ready_replicas(apps: client.AppsV1Api, name: str) -> int:
+    deployment = apps.read_namespaced_deployment(name, NAMESPACE)
+    return int(deployment.status.ready_replicas or 0)
+
+
 def deployment_replicas(apps: client.AppsV1Api, name: str) -> tuple[int, int] | None:
     try:
         deployment = apps.read_namespaced_deployment(name, NAMESPACE)
@@ -425,6 +430,10 @@ def run_backlog(
         eventually(
             lambda: pods.max_running >= 2, RUN_TIMEOUT, "two worker pods running", interval=0.5
         )
+        # The snapshot once two pods pass their readiness probe (if the backlog lasts that long).
+        apps = client.AppsV1Api(api)
+        with contextlib.suppress(AssertionError):
+            eventually(lambda: ready_replicas(apps, WORKERS) >= 2, 20, "ready", interval=0.5)
         report.kubectl_scaled = kubectl(
             cluster, "-n", NAMESPACE, "get", "tq,tasks,pods", "-o", "wide"
         )
@@ -448,7 +457,7 @@ def run_backlog(
             "--for=jsonpath={.status.phase}=Succeeded", "--timeout=60s",
         )  # fmt: skip
     # Back to zero: every pod drains on SIGTERM and goes.
-    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    core = client.CoreV1Api(api)
     eventually(
         lambda: (
             deployment_replicas(apps, WORKERS) == (0, 0)
