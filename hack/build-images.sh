@@ -14,7 +14,8 @@
 # The list is one line per image: NAME REFERENCE ARCHIVE, where ARCHIVE is a docker-archive tar
 # (`ctr -n k8s.io images import ARCHIVE`, `docker load -i ARCHIVE`) that carries REFERENCE.
 # Output: ${TASKFLOW_IMAGE_CACHE:-$HOME/.cache/taskflow/images}/; an archive whose hash matches
-# is never rebuilt; archives of other hashes are removed after PRUNE_DAYS (3) days unused. The tools come from Debian packages (hack/install-tools.sh).
+# is never rebuilt; archives of other hashes go after a day unused. The tools come from Debian
+# packages (hack/install-tools.sh).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ BASE_PACKAGES=(python3 python3-venv ca-certificates passwd)
 # Source files the Dockerfiles copy (keep in step with their COPY lines and .dockerignore).
 CONTEXT_PATHS=(pyproject.toml README.md client taskflow worker-image/taskflow_worker operator)
 CA_BUNDLE="${TASKFLOW_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
-PRUNE_DAYS=3
+PRUNE_DAYS=1
 
 log() { printf '[build-images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -249,7 +250,7 @@ prune() {
   done
   while read -r f; do
     [[ " ${keep[*]} " == *" $f "* ]] || rm -f "$f"
-  done < <(find "$CACHE" -maxdepth 1 -name '*.tar' -mtime "+${PRUNE_DAYS}")
+  done < <(find "$CACHE" -maxdepth 1 -name '*.tar' -mmin "+$((PRUNE_DAYS * 1440))")
   buildah_ rmi --prune >/dev/null 2>&1 || true
 }
 
