@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds a Kubernetes control plane for the test suite from the Go module proxy:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet (the real-node
+# tier), kwok and helm.
 #
 #   bash hack/build-k8s.sh            # build what is missing, print the bin dir
 #   bash hack/build-k8s.sh --print    # print the bin dir only
@@ -120,7 +121,7 @@ k8s_ldflags() {
 
 build_kubernetes() {
   local wanted=() name
-  for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for name in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
     is_current "$name" "$K8S_VERSION" || wanted+=("$name")
   done
   [[ ${#wanted[@]} -eq 0 ]] && return 0

@@ -201,6 +201,30 @@ def test_operator_explains_it_needs_a_cluster(
     assert "needs a Kubernetes cluster" in one_line(err)
 
 
+@pytest.mark.parametrize(
+    ("command", "extra", "module"),
+    [
+        ("operator", "operator", "kopf"),
+        ("api", "api", "grpc_health"),
+        ("dev", "api", "grpc_health"),
+    ],
+)
+def test_server_command_names_its_missing_extra(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    extra: str,
+    module: str,
+) -> None:
+    # A worker-only installation (`pip install 'taskflow[worker]'`) has no kopf, no gRPC health.
+    monkeypatch.setitem(sys.modules, module, None)
+    code, _, err = run(capsys, command)
+    assert code == 2
+    line = one_line(err)
+    assert f"'taskflow {command}' needs the {extra} extra ({module}" in line
+    assert f"pip install 'taskflow[{extra}]'" in line
+
+
 def test_migrate_applies_then_reports_up_to_date(
     capsys: pytest.CaptureFixture[str], database_url: str
 ) -> None:

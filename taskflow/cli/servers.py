@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
@@ -18,6 +19,23 @@ from taskflow.cli.errors import CommandError, UsageError
 
 if TYPE_CHECKING:
     from taskflow.config import Settings
+
+
+# Modules that each extra of the distribution brings (pyproject.toml), checked before a server
+# command imports them so that a missing extra is one line, not a traceback.
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "api": ("grpc_health", "grpc_reflection", "prometheus_client"),
+    "operator": ("kopf", "kubernetes", "prometheus_client"),
+}
+
+
+def _require_extra(command: str, extra: str) -> None:
+    missing = [name for name in EXTRA_MODULES[extra] if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(
+            f"'taskflow {command}' needs the {extra} extra ({', '.join(missing)} not "
+            f"installed): pip install 'taskflow[{extra}]'"
+        )
 
 
 def _settings() -> Settings:
@@ -30,6 +48,7 @@ def _settings() -> Settings:
 
 
 def _dev(args: argparse.Namespace) -> int:
+    _require_extra("dev", "api")
     from taskflow.dev import DEFAULT_APP, DevOptions, run_dev
     from taskflow.devserver.services import PortInUseError
     from taskflow.embedded import EmbeddedServerError
@@ -64,6 +83,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
+    _require_extra("api", "api")
     from taskflow.devserver.services import ApiServices, PortInUseError, check_ports
     from taskflow.errors import Unavailable
 
@@ -141,6 +161,7 @@ def _operator(args: argparse.Namespace) -> int:
             "the operator needs a Kubernetes cluster and the taskflow_operator package, which "
             "is not installed; run 'taskflow dev' locally, or see the deployment docs"
         ) from None
+    _require_extra("operator", "operator")
     run = getattr(module, "main", None)
     if not callable(run):
         raise CommandError("taskflow_operator has no main(); this installation is incomplete")

@@ -1,5 +1,7 @@
-"""A throwaway Kubernetes control plane on loopback: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and kwok (fake nodes that run pods)."""
+"""A throwaway Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok (fake nodes that run pods). The API server listens on loopback, or on
+the address a real node reaches it at (``ControlPlane(address=...)``, see tests/k8s/realnode.py);
+kwok manages only the nodes annotated as its own, so a kubelet can join beside them."""
 
 from __future__ import annotations
 
@@ -48,7 +50,14 @@ CLIENT_IDENTITIES: dict[str, tuple[str, str | None]] = {
     "controller-manager": ("system:kube-controller-manager", None),
     "scheduler": ("system:kube-scheduler", None),
     "kwok": ("kwok", "system:masters"),
+    # the API server's client certificate towards kubelets (logs, exec, port-forward)
+    "kubelet-client": ("kube-apiserver-kubelet-client", "system:masters"),
 }
+KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+KWOK_TAINT = client.V1Taint(key="kwok.x-k8s.io/node", value="fake", effect="NoSchedule")
+# Admission plugins beyond the defaults: what a production cluster enforces and the operator
+# must live with (an owner reference needs update on the owner's finalizers subresource).
+EXTRA_ADMISSION_PLUGINS = ("OwnerReferencesPermissionEnforcement",)
 
 T = TypeVar("T")
 
@@ -217,7 +226,7 @@ def service_account_keys() -> tuple[bytes, bytes]:
     return public, _key_pem(key)
 
 
-def apiserver_serving_pair(ca: CertificateAuthority) -> KeyPair:
+def apiserver_serving_pair(ca: CertificateAuthority, address: str = "127.0.0.1") -> KeyPair:
     return ca.issue(
         "kube-apiserver",
         server=True,
@@ -228,7 +237,7 @@ def apiserver_serving_pair(ca: CertificateAuthority) -> KeyPair:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ],
-        ips=["127.0.0.1", str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))],
+        ips=sorted({"127.0.0.1", address, str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))}),
     )
 
 
@@ -372,6 +381,9 @@ def insecure_context() -> ssl.SSLContext:
 class ControlPlane:
     bin_dir: Path
     nodes: int = 3
+    address: str = "127.0.0.1"  # where the API server listens; a real node needs a non-loopback one
+    real_nodes: tuple[str, ...] = ()  # names of kubelets that will join: node credentials, kwok
+    # nodes tainted so that only pods that ask for kwok land there
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="taskflow-k8s-")))
     components: list[Component] = field(default_factory=list)
     ports: PortAllocator = field(default_factory=PortAllocator)
@@ -384,7 +396,14 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.address}:{self.api_port}"
+
+    def node_kubeconfig(self, name: str) -> Path:
+        return self.root / f"node-{name}.kubeconfig"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
 
     def start(self) -> None:
         try:
@@ -427,7 +446,7 @@ class ControlPlane:
             "ca.crt": self._write("ca.crt", ca.cert_pem),
             "ca.key": self._write("ca.key", ca.key_pem),
         }
-        paths |= self._write_pair("apiserver", apiserver_serving_pair(ca))
+        paths |= self._write_pair("apiserver", apiserver_serving_pair(ca, self.address))
         paths |= self._write_front_proxy()
         public, private = service_account_keys()
         paths |= {"sa.pub": self._write("sa.pub", public), "sa.key": self._write("sa.key", private)}
@@ -437,7 +456,22 @@ class ControlPlane:
             target = self.kubeconfig if name == "admin" else self._path(f"{name}.kubeconfig")
             kubeconfig = write_kubeconfig(target, self.server, ca.cert_pem, pair, "taskflow-test")
             paths[f"{name}.kubeconfig"] = kubeconfig
+        for node in self.real_nodes:
+            # The Node authorizer knows a kubelet by this identity.
+            pair = ca.issue(f"system:node:{node}", organization="system:nodes")
+            paths |= self._write_pair(f"node-{node}", pair)
+            write_kubeconfig(
+                self.node_kubeconfig(node), self.server, ca.cert_pem, pair, "taskflow-test"
+            )
+            serving = ca.issue(
+                f"system:node:{node}", server=True, dns_names=[node], ips=[self.address]
+            )
+            paths |= self._write_pair(f"node-{node}-serving", serving)
         return paths
+
+    def _kubelet_serving_ca(self, pki: dict[str, Path]) -> list[str]:
+        # Real kubelets serve with certificates of this CA; kwok's fake nodes have none.
+        return [f"--kubelet-certificate-authority={pki['ca.crt']}"] if self.real_nodes else []
 
     def _write_pair(self, name: str, pair: KeyPair) -> dict[str, Path]:
         return {
@@ -485,8 +519,8 @@ class ControlPlane:
             [
                 f"--etcd-servers={etcd_url}",
                 f"--cert-dir={self._path('apiserver-certs')}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={self.api_port}",
                 f"--tls-cert-file={pki['apiserver.crt']}",
                 f"--tls-private-key-file={pki['apiserver.key']}",
@@ -496,6 +530,11 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=Node,RBAC",
+                f"--enable-admission-plugins={','.join(EXTRA_ADMISSION_PLUGINS)}",
+                f"--kubelet-client-certificate={pki['kubelet-client.crt']}",
+                f"--kubelet-client-key={pki['kubelet-client.key']}",
+                "--kubelet-preferred-address-types=InternalIP",
+                *self._kubelet_serving_ca(pki),
                 f"--requestheader-client-ca-file={pki['front-proxy-ca.crt']}",
                 "--requestheader-allowed-names=front-proxy-client",
                 "--requestheader-username-headers=X-Remote-User",
@@ -558,7 +597,7 @@ class ControlPlane:
             [
                 f"--kubeconfig={pki['kwok.kubeconfig']}",
                 f"--config={self.bin_dir / KWOK_STAGES}",
-                "--manage-all-nodes=true",
+                "--manage-nodes-with-annotation-selector=" + "=".join(KWOK_ANNOTATION),
                 "--cidr=10.244.0.1/16",
                 "--node-ip=127.0.0.1",
                 "--node-lease-duration-seconds=40",
@@ -573,7 +612,7 @@ class ControlPlane:
         api = client.CoreV1Api(api_client)
         names = [f"kwok-node-{index}" for index in range(self.nodes)]
         for name in names:
-            api.create_node(fake_node(name))
+            api.create_node(fake_node(name, tainted=bool(self.real_nodes)))
         assert self._kwok is not None
         wait_until(
             self._kwok,
@@ -594,7 +633,7 @@ def close_api_client(api_client: client.ApiClient) -> None:
     api_client.close()  # type: ignore[no-untyped-call]
 
 
-def fake_node(name: str) -> client.V1Node:
+def fake_node(name: str, tainted: bool = False) -> client.V1Node:
     capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
     labels = {
         "type": "kwok",
@@ -606,16 +645,20 @@ def fake_node(name: str) -> client.V1Node:
     return client.V1Node(
         metadata=client.V1ObjectMeta(
             name=name,
-            annotations={"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            annotations={
+                KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1],
+                "node.alpha.kubernetes.io/ttl": "0",
+            },
             labels=labels,
         ),
+        spec=client.V1NodeSpec(taints=[KWOK_TAINT] if tainted else None),
         status=client.V1NodeStatus(capacity=capacity, allocatable=capacity),
     )
 
 
 def is_kwok_node(node: client.V1Node) -> bool:
     annotations = (node.metadata and node.metadata.annotations) or {}
-    return annotations.get("kwok.x-k8s.io/node") == "fake"
+    return annotations.get(KWOK_ANNOTATION[0]) == KWOK_ANNOTATION[1]
 
 
 def ready_node_names(nodes: Sequence[client.V1Node]) -> set[str]:
@@ -631,10 +674,16 @@ def ready_node_names(nodes: Sequence[client.V1Node]) -> set[str]:
     return ready
 
 
-def start_control_plane(bin_dir: Path, nodes: int = 3, attempts: int = 3) -> ControlPlane:
+def start_control_plane(
+    bin_dir: Path,
+    nodes: int = 3,
+    attempts: int = 3,
+    address: str = "127.0.0.1",
+    real_nodes: tuple[str, ...] = (),
+) -> ControlPlane:
     attempt = 1
     while True:
-        plane = ControlPlane(bin_dir=bin_dir, nodes=nodes)
+        plane = ControlPlane(bin_dir=bin_dir, nodes=nodes, address=address, real_nodes=real_nodes)
         try:
             plane.start()
             return plane

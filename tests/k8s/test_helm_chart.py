@@ -61,3 +61,31 @@ def test_rendered_chart_passes_server_side_validation(
     )  # fmt: skip
     assert applied.returncode == 0, applied.stderr
     assert "deployment.apps/taskflow-operator created (server dry run)" in applied.stdout
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["--set", "api.replicas=banana"], "api.replicas"),
+        (["--set", "connection.redisUrl="], "connection.redisUrl"),
+        (["--set", "connection.databaseUrl=mysql://db/x"], "connection.databaseUrl"),
+        (["--set", "image.pullPolicy=Sometimes"], "image.pullPolicy"),
+        (["--set", "operator.watchNamespaces[0]=Not_A_Namespace"], "operator.watchNamespaces"),
+        (["--set", "api.replica=3"], "replica"),
+    ],
+)
+def test_values_schema_rejects_bad_values_naming_them(
+    helm: str, values: list[str], expected: str
+) -> None:
+    result = run(helm, "template", "taskflow", str(CHART), *values)
+    assert result.returncode != 0, result.stdout
+    assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+    assert expected.replace(".", "/") in result.stderr or expected in result.stderr, result.stderr
+
+
+def test_existing_secret_needs_no_urls(helm: str) -> None:
+    result = run(
+        helm, "template", "taskflow", str(CHART), "--set", "connection.existingSecret=mine",
+        "--set", "connection.redisUrl=", "--set", "connection.databaseUrl=",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr

@@ -42,7 +42,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         if config.kubeconfig is None:
-            return kopf.login_with_service_account(**kwargs)
+            # The client library's in-cluster config honours KUBERNETES_SERVICE_HOST/PORT;
+            # kopf's minimal service-account login assumes https://kubernetes.default.svc.
+            return kopf.login_via_client(**kwargs)
         cfg = load_configuration(config.kubeconfig)
         token = (cfg.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip()
         return kopf.ConnectionInfo(
