@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TypeVar
 
 import psycopg
@@ -183,7 +184,7 @@ class CompletionRecorder:
                 if self._on_already_ended is not None:
                     for task_id, _ in record.already_ended:
                         self._on_already_ended(task_id)
-                if ends:
+                if ends or record.settled:
                     self._recorded.put_nowait((ends, record))
             self._check_settled()
 
@@ -196,6 +197,7 @@ class CompletionRecorder:
             record = BatchRecord()
             for _, part in batches:
                 record.results.update(part.results)
+                record.settled.merge(part.settled)
             await self._apply(ends, record)
             self._in_flight.difference_update(ends)
             self._check_settled()
@@ -280,14 +282,28 @@ class CompletionRecorder:
             return BatchRecord({(bad.task_id, bad.attempt): RecordedResult(False, None)})
 
     async def _apply(self, ends: Sequence[_End], record: BatchRecord) -> None:
-        """End the recorded claims in Redis (one script call per queue)."""
+        """Make Redis follow what was recorded: released DAG steps dispatched, withdrawn ones
+        cancelled, then the claims ended (one script call per queue)."""
+        settled = record.settled
+        if settled:
+            await self._redis(
+                f"dispatching {len(settled.released)} released step(s)",
+                lambda: self._dispatcher.follow_up(settled.released, settled.withdrawn),
+            )
         by_queue: dict[QueueRef, list[tuple[_End, RedisAction | None]]] = defaultdict(list)
         for end in ends:
             got = record.results.get((end.result.task_id, end.result.attempt))
             by_queue[end.queue].append((end, _redis_action(end, got)))
         for ref, group in by_queue.items():
             actions = [a for _, a in group if a is not None]
-            applied = iter(await self._complete(ref, actions) if actions else [])
+            applied: Iterator[bool] = iter([])
+            if actions:
+                applied = iter(
+                    await self._redis(
+                        f"ending {len(actions)} claim(s)",
+                        partial(self._dispatcher.complete, ref, actions),
+                    )
+                )
             for end, action in group:
                 got = record.results.get((end.result.task_id, end.result.attempt))
                 done = next(applied) if action is not None else False
@@ -296,20 +312,16 @@ class CompletionRecorder:
                         Completed(got.won if got else False, got.state if got else None, done)
                     )
 
-    async def _complete(self, ref: QueueRef, actions: list[RedisAction]) -> list[bool]:
+    async def _redis(self, what: str, call: Callable[[], Awaitable[R]]) -> R:
+        """``call`` until it succeeds: what PostgreSQL recorded must reach Redis."""
         backoff = BACKOFF_INITIAL
         while True:
             try:
-                return await self._dispatcher.complete(ref, actions)
+                return await call()
             except STORE_ERRORS as exc:
-                log.warning(
-                    "ending %d claim(s) in redis failed; retrying in %.2fs: %s",
-                    len(actions),
-                    backoff,
-                    exc,
-                )
+                log.warning("%s in redis failed; retrying in %.2fs: %s", what, backoff, exc)
             except redis.exceptions.RedisError as exc:
-                log.error("ending %d claim(s) in redis failed; retrying: %s", len(actions), exc)
+                log.error("%s in redis failed; retrying: %s", what, exc)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
@@ -332,6 +344,7 @@ def _redis_action(end: _End, got: RecordedResult | None) -> RedisAction | None:
 
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _halves(items: list[T]) -> list[list[T]]:

@@ -17,14 +17,11 @@ happen is found by housekeeping (``taskflow.housekeeping``) and dispatched then.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-
-import redis.asyncio as aioredis
 
 from taskflow.batching import Coalescer
 from taskflow.config import Settings
@@ -52,7 +49,7 @@ from taskflow.models import (
     parse_task_id,
     utcnow,
 )
-from taskflow.queue.dispatch import Dispatcher, EnqueueItem
+from taskflow.queue.dispatch import Dispatcher, EnqueueItem, due_ms, enqueue_item
 from taskflow.store.queues import QueueStore
 from taskflow.store.tasks import NewTask, TaskStore
 
@@ -75,26 +72,6 @@ class QueueDefaults:
 QUEUE_CONFIG_TTL = 5.0
 
 
-def due_ms(when: datetime) -> int:
-    """``when`` in Redis milliseconds, rounded up: a task is never due before its time."""
-    return math.ceil(when.timestamp() * 1000)
-
-
-def enqueue_item(task: TaskRecord, *, ready_now: bool = False) -> EnqueueItem:
-    """How a recorded task is handed to Redis again (replay, repair, rebuild)."""
-    due = task.run_at if task.run_at and not ready_now else None
-    return EnqueueItem(
-        id=task.id,
-        blob=task.dispatch_blob(),
-        priority=task.priority,
-        due_ms=due_ms(due) if due else 0,
-        deliveries=task.attempts,
-        failures=task.failures,
-        concurrency_key=task.concurrency_key,
-        concurrency_limit=task.concurrency_limit,
-    )
-
-
 def new_enqueue_item(t: NewTask) -> EnqueueItem:
     """How a task just submitted is handed to Redis."""
     s = t.spec
@@ -108,6 +85,8 @@ def new_enqueue_item(t: NewTask) -> EnqueueItem:
             timeout_seconds=t.timeout_seconds,
             retry=t.retry,
             max_retries_set=t.max_retries_set,
+            run_id=t.run_id,
+            step=t.step,
         ),
         priority=s.priority,
         due_ms=due_ms(t.run_at) if t.state is TaskState.SCHEDULED else 0,
@@ -131,8 +110,7 @@ class Engine:
             store = await TaskStore.open(settings)
         except Exception as exc:
             raise Unavailable(f"PostgreSQL at {_redact(settings.database_url)}: {exc}") from exc
-        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=False)
-        return cls(settings, store, Dispatcher(client))
+        return cls(settings, store, Dispatcher.connect(settings.redis_url))
 
     async def close(self) -> None:
         await self.store.close()
@@ -195,34 +173,56 @@ class Engine:
 
     async def _submit_batch(self, specs: Sequence[TaskSubmission]) -> list[SubmitResult]:
         now = utcnow()
-        new: list[NewTask] = []
-        defaults = {ref: await self.defaults_for(ref) for ref in {s.queue_ref for s in specs}}
-        for spec in specs:
-            d = defaults[spec.queue_ref]
-            due = spec.due_at(now)
-            new.append(
-                NewTask(
-                    id=new_task_id(),
-                    spec=spec,
-                    state=TaskState.SCHEDULED if due > now else TaskState.QUEUED,
-                    created_at=now,
-                    run_at=due,
-                    max_retries=d.max_retries if spec.max_retries is None else spec.max_retries,
-                    retry=spec.retry or d.retry,
-                    max_retries_set=spec.max_retries is not None,
-                    timeout_seconds=spec.timeout_seconds or d.timeout_seconds,
-                )
-            )
+        defaults = await self.defaults_of(specs)
+        new = [self.new_task(spec, defaults[spec.queue_ref], now) for spec in specs]
         with unavailable("PostgreSQL"):
             results = await self.store.insert(new)
         created = {r.task_id for r in results if r.created}
-        await self._dispatch_new([t for t in new if t.id in created])
+        await self.dispatch_new([t for t in new if t.id in created])
         return results
 
-    async def _dispatch_new(self, tasks: Sequence[NewTask]) -> None:
+    async def defaults_of(self, specs: Sequence[TaskSubmission]) -> dict[QueueRef, QueueDefaults]:
+        return {ref: await self.defaults_for(ref) for ref in {s.queue_ref for s in specs}}
+
+    def new_task(
+        self,
+        spec: TaskSubmission,
+        d: QueueDefaults,
+        now: datetime,
+        *,
+        run_id: str | None = None,
+        step: str | None = None,
+        parents: int = 0,
+        task_id: str | None = None,
+    ) -> NewTask:
+        """A submission with its id, its queue's defaults applied and its first state (a DAG
+        step with parents ``waiting``)."""
+        due = spec.due_at(now)
+        if parents:
+            state = TaskState.WAITING
+        else:
+            state = TaskState.SCHEDULED if due > now else TaskState.QUEUED
+        return NewTask(
+            id=task_id or new_task_id(),
+            spec=spec,
+            state=state,
+            created_at=now,
+            run_at=due,
+            max_retries=d.max_retries if spec.max_retries is None else spec.max_retries,
+            retry=spec.retry or d.retry,
+            max_retries_set=spec.max_retries is not None,
+            timeout_seconds=spec.timeout_seconds or d.timeout_seconds,
+            run_id=run_id,
+            step=step,
+            pending_parents=parents,
+        )
+
+    async def dispatch_new(self, tasks: Sequence[NewTask]) -> None:
+        """Hand tasks just recorded to Redis (``waiting`` DAG steps stay out)."""
         by_queue: dict[QueueRef, list[EnqueueItem]] = defaultdict(list)
         for t in tasks:
-            by_queue[t.spec.queue_ref].append(new_enqueue_item(t))
+            if t.state is not TaskState.WAITING:
+                by_queue[t.spec.queue_ref].append(new_enqueue_item(t))
         for ref, items in by_queue.items():
             try:
                 await self.dispatcher.enqueue(ref, items)
@@ -317,11 +317,12 @@ class Engine:
         if task.done:
             return task
         with unavailable("PostgreSQL"):
-            updated = await self.store.mark_cancelled(task.id)
+            updated, settled = await self.store.mark_cancelled(task.id)
         if updated is None:
             raise NotFound(f"task {task.id} not found")
         try:
             await self.dispatcher.cancel(task.queue_ref, task.id)
+            await self.dispatcher.follow_up(settled.released, settled.withdrawn)
         except STORE_ERRORS as exc:
             log.warning("redis unavailable while cancelling %s: %s", task.id, exc)
         return updated

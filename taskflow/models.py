@@ -19,6 +19,8 @@ from taskflow.values import UnstorableValue, encode_json, parse_json_text
 
 
 class TaskState(StrEnum):
+    #: A DAG step whose parents have not all succeeded yet (Redis does not know it).
+    WAITING = "waiting"
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"
@@ -162,20 +164,23 @@ class DispatchBlob:
     retry: RetryPolicy
     #: False when the submission left max_retries to the handler's (or the queue's) default.
     max_retries_set: bool = True
+    #: The DAG run and step name of a step (its handler sees its parents' results).
+    run_id: str | None = None
+    step: str | None = None
 
     def encode(self) -> str:
         """One line of JSON settings, a newline, then the payload text as it was submitted
         (never re-encoded: a large payload is copied, not escaped)."""
-        header = json.dumps(
-            {
-                "h": self.handler,
-                "r": self.max_retries,
-                "rs": self.max_retries_set,
-                "t": self.timeout_seconds,
-                "b": [self.retry.initial_seconds, self.retry.multiplier, self.retry.max_seconds],
-            },
-            separators=(",", ":"),
-        )
+        fields: dict[str, Any] = {
+            "h": self.handler,
+            "r": self.max_retries,
+            "rs": self.max_retries_set,
+            "t": self.timeout_seconds,
+            "b": [self.retry.initial_seconds, self.retry.multiplier, self.retry.max_seconds],
+        }
+        if self.run_id:
+            fields["d"] = [self.run_id, self.step]
+        header = json.dumps(fields, separators=(",", ":"))
         return f"{header}\n{self.payload_json}"
 
     @classmethod
@@ -184,6 +189,7 @@ class DispatchBlob:
         header, _, payload_json = text.partition("\n")
         d = json.loads(header)
         initial, multiplier, cap = d["b"]
+        run_id, step = d.get("d") or (None, None)
         return cls(
             id=task_id,
             handler=d["h"],
@@ -192,6 +198,8 @@ class DispatchBlob:
             max_retries_set=d.get("rs", True),
             timeout_seconds=d["t"],
             retry=RetryPolicy(initial_seconds=initial, multiplier=multiplier, max_seconds=cap),
+            run_id=run_id,
+            step=step,
         )
 
 
@@ -205,6 +213,8 @@ class ClaimedTask:
     attempt: int
     failures: int  # earlier attempts that ended in an application failure
     blob: DispatchBlob
+    #: A DAG step's parents' results by step name (read from PostgreSQL when it is claimed).
+    parents: dict[str, Any] = field(default_factory=dict)
 
     @property
     def handler(self) -> str:
@@ -265,6 +275,9 @@ class TaskRecord:
     progress_message: str | None = None
     max_retries_set: bool = True
     attempt_history: tuple[Attempt, ...] = field(default_factory=tuple)
+    run_id: str | None = None
+    step: str | None = None
+    skipped: bool = False  # a DAG step that never ran because the run could not reach it
 
     @property
     def queue_ref(self) -> QueueRef:
@@ -297,6 +310,8 @@ class TaskRecord:
             timeout_seconds=self.timeout_seconds,
             retry=self.retry,
             max_retries_set=self.max_retries_set,
+            run_id=self.run_id,
+            step=self.step,
         )
 
 
@@ -422,6 +437,7 @@ class AttemptResult:
     traceback: str | None = None
     next_run_at: datetime | None = None
     count_failure: bool = False
+    run_id: str | None = None  # a DAG step: its end is applied to its run in the same write
 
 
 def utcnow() -> datetime:

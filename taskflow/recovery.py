@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from taskflow.engine import Engine, enqueue_item
+from taskflow.engine import Engine
 from taskflow.keys import QueueRef
 from taskflow.models import TERMINAL_STATES, TaskRecord, TaskState, utcnow
-from taskflow.queue.dispatch import RedisAction
+from taskflow.queue.dispatch import RedisAction, enqueue_item
 
 log = logging.getLogger("taskflow.housekeeping")
 
@@ -43,17 +43,15 @@ async def reclaim_expired(engine: Engine, ref: QueueRef, *, limit: int = 1000) -
     if not leases:
         return report
     settings = engine.settings
-    outcomes = {
-        o.task_id: o
-        for o in await engine.store.end_expired(
-            [x for x in leases if x.token],
-            max_lost=settings.max_lost_leases,
-            poison_error=(
-                f"gave up after {settings.max_lost_leases} attempts whose worker vanished "
-                "(lease expired each time)"
-            ),
-        )
-    }
+    ended, settled = await engine.store.end_expired(
+        [x for x in leases if x.token],
+        max_lost=settings.max_lost_leases,
+        poison_error=(
+            f"gave up after {settings.max_lost_leases} attempts whose worker vanished "
+            "(lease expired each time)"
+        ),
+    )
+    outcomes = {o.task_id: o for o in ended}
     actions: list[RedisAction] = []
     for lease in leases:
         found = outcomes.get(lease.task_id)
@@ -75,6 +73,7 @@ async def reclaim_expired(engine: Engine, ref: QueueRef, *, limit: int = 1000) -
             )
         report.lost += bool(found and found.ended)
     applied = await engine.dispatcher.reclaim(ref, actions)
+    await engine.dispatcher.follow_up(settled.released, settled.withdrawn)
     report.leases = sum(applied)
     log.warning(
         "ended expired leases",

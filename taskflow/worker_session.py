@@ -16,11 +16,9 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
-
-import redis.asyncio as aioredis
 
 from taskflow.backoff import retry_delay
 from taskflow.completion import Completed, CompletionRecorder
@@ -37,6 +35,7 @@ from taskflow.models import (
     utcnow,
 )
 from taskflow.queue.dispatch import Dispatcher
+from taskflow.store.dags import DagStore
 from taskflow.store.tasks import Claim, Progress, TaskStore
 from taskflow.values import (
     MAX_ERROR_CHARS,
@@ -96,14 +95,15 @@ class WorkerSession:
         self._ending: set[str] = set()  # tokens of held claims whose outcome is on its way
         self._rates: dict[QueueRef, tuple[float, RateLimit | None]] = {}
         self._owns_connections = False
+        self._dags = DagStore(store)
         self.recorder = CompletionRecorder(store, dispatcher, on_already_ended=self._already_ended)
         self.recorder.start()
 
     @classmethod
     async def open(cls, settings: Settings, name: str, events: LeaseEvents) -> WorkerSession:
         store = await TaskStore.open(settings, min_size=1)
-        dispatcher = Dispatcher(aioredis.Redis.from_url(settings.redis_url))
-        waiter = Dispatcher(aioredis.Redis.from_url(settings.redis_url))
+        dispatcher = Dispatcher.connect(settings.redis_url)
+        waiter = Dispatcher.connect(settings.redis_url)
         session = cls(settings, name, store, dispatcher, waiter, events)
         session._owns_connections = True
         return session
@@ -136,11 +136,35 @@ class WorkerSession:
             ref, count, lease_ms=self.lease_ms, worker=self.name, rate=await self._rate(ref)
         )
         started = utcnow()
-        for task in batch.tasks:
+        tasks = batch.tasks
+        for task in tasks:
             self._held[task.id] = task
             self.recorder.claimed(Claim(task.id, task.attempt, self.name, started, task.token))
+        steps = [t.id for t in tasks if t.blob.run_id]
+        if steps:
+            tasks = await self._with_parents(tasks, steps)
         due = None if batch.next_due_ms is None else max(0, batch.next_due_ms - batch.now_ms)
-        return batch.tasks, due
+        return tasks, due
+
+    async def _with_parents(self, tasks: list[ClaimedTask], steps: list[str]) -> list[ClaimedTask]:
+        """DAG steps get their parents' results (from PostgreSQL: results stay out of Redis).
+        Until PostgreSQL answers, the claims' leases are held and heartbeated as usual."""
+        backoff = 0.05
+        while True:
+            try:
+                parents = await self._dags.parent_results(steps)
+                break
+            except STORE_ERRORS as exc:
+                log.warning("reading parents' results failed; retrying: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        out = []
+        for task in tasks:
+            if task.id in parents:
+                task = replace(task, parents=parents[task.id])
+                self._held[task.id] = task
+            out.append(task)
+        return out
 
     async def wait_for_work(self, queues: Sequence[QueueRef], timeout: float) -> None:
         """Block until a task may be ready on one of ``queues``, at most ``timeout`` seconds."""
@@ -266,6 +290,7 @@ class WorkerSession:
             traceback=traceback,
             next_run_at=next_run_at,
             count_failure=state in (TaskState.RETRYING, TaskState.FAILED),
+            run_id=claim.blob.run_id,
         )
         return self._end(claim, result, delay_ms)
 
@@ -280,6 +305,7 @@ class WorkerSession:
             outcome=Outcome.RELEASED,
             finished_at=utcnow(),
             error=reason,
+            run_id=claim.blob.run_id,
         )
         return self._end(claim, result, 0)
 

@@ -24,7 +24,10 @@ CheckReady = Callable[[], Awaitable[None]]
 async def readiness(check_ready: CheckReady, timeout: float) -> str | None:
     """None when ready, else why not."""
     try:
-        await asyncio.wait_for(check_ready(), timeout)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation of the
+        # task that runs it (the monitor would then outlive the server that stopped it).
+        async with asyncio.timeout(timeout):
+            await check_ready()
     except TimeoutError:
         return f"storage did not answer within {timeout:g}s"
     except Unavailable as exc:

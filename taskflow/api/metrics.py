@@ -39,7 +39,8 @@ class QueueCollector(Collector):
     async def refresh(self) -> None:
         async with self._lock:
             try:
-                self._queues = await asyncio.wait_for(self._list_queues(), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    self._queues = await self._list_queues()
                 self._ok = True
             except Exception as exc:
                 log.warning("queue statistics unavailable for /metrics: %s", exc)

@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from taskflow import keys as K
 from taskflow.keys import QueueKeys, QueueRef
-from taskflow.models import ClaimedTask, DispatchBlob, ExpiredLease, RateLimit, WorkerStatus
+from taskflow.models import (
+    ClaimedTask,
+    DispatchBlob,
+    ExpiredLease,
+    RateLimit,
+    TaskRecord,
+    WorkerStatus,
+)
 from taskflow.queue.scripts import Scripts
 
-__all__ = ["ClaimBatch", "Dispatcher", "EnqueueItem", "RateLimit", "RedisAction"]
+__all__ = [
+    "ClaimBatch",
+    "Dispatcher",
+    "EnqueueItem",
+    "RateLimit",
+    "RedisAction",
+    "due_ms",
+    "enqueue_item",
+]
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,26 @@ class RedisAction:
     arg: str = ""
 
 
+def due_ms(when: datetime) -> int:
+    """``when`` in Redis milliseconds, rounded up: a task is never due before its time."""
+    return math.ceil(when.timestamp() * 1000)
+
+
+def enqueue_item(task: TaskRecord, *, ready_now: bool = False) -> EnqueueItem:
+    """How a recorded task is handed to Redis again (replay, repair, rebuild)."""
+    due = task.run_at if task.run_at and not ready_now else None
+    return EnqueueItem(
+        id=task.id,
+        blob=task.dispatch_blob(),
+        priority=task.priority,
+        due_ms=due_ms(due) if due else 0,
+        deliveries=task.attempts,
+        failures=task.failures,
+        concurrency_key=task.concurrency_key,
+        concurrency_limit=task.concurrency_limit,
+    )
+
+
 def _flat(items: Sequence[RedisAction]) -> list[Any]:
     args: list[Any] = [len(items)]
     for it in items:
@@ -56,8 +96,18 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def connect(url: str) -> Redis:
+    """A Redis client for the dispatch index. It never repeats a command by itself: a script
+    whose reply was lost may have run (a claim, an ack), so the caller decides what to do."""
+    return Redis.from_url(url, decode_responses=False, retry=Retry(NoBackoff(), 0))
+
+
 class Dispatcher:
     """Thin, typed access to the queue scripts for one Redis connection pool."""
+
+    @classmethod
+    def connect(cls, url: str) -> Dispatcher:
+        return cls(connect(url))
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -170,6 +220,18 @@ class Dispatcher:
     async def cancel(self, ref: QueueRef, task_id: str) -> str:
         keys = QueueKeys(ref)
         return _s(await self._scripts.run("cancel", keys, task_id, keys.cancel_channel))
+
+    async def follow_up(
+        self, released: Sequence[TaskRecord], withdrawn: Sequence[tuple[QueueRef, str]]
+    ) -> None:
+        """Dispatch DAG steps PostgreSQL released; withdraw the ones it cancelled."""
+        by_queue: dict[QueueRef, list[EnqueueItem]] = defaultdict(list)
+        for task in released:
+            by_queue[task.queue_ref].append(enqueue_item(task))
+        for ref, items in by_queue.items():
+            await self.enqueue(ref, items)
+        for ref, task_id in withdrawn:
+            await self.cancel(ref, task_id)
 
     async def expired(self, ref: QueueRef, *, limit: int) -> list[ExpiredLease]:
         """Leases whose deadline passed (nothing changes; see ``reclaim``)."""

@@ -22,16 +22,10 @@ from taskflow.models import (
     TaskState,
     TaskSubmission,
 )
+from taskflow.store.rows import COLUMNS, TERMINAL_SQL, record_from_row, state_of
+from taskflow.store.settle import Settled, settle_statements, settled_from
 
 T = TypeVar("T")
-
-_TERMINAL_SQL = "('succeeded', 'failed', 'cancelled')"
-_COLUMNS = """id::text, namespace, queue, handler, coalesce(payload::text, 'null') AS payload,
-    priority, state, attempts, failures,
-    max_retries, max_retries_set, timeout_seconds, retry_initial, retry_multiplier, retry_max,
-    idempotency_key, concurrency_key, concurrency_limit, labels, run_at, created_at, started_at,
-    finished_at, updated_at, result::text AS result, error, traceback, progress,
-    progress_message"""
 
 
 @dataclass(frozen=True)
@@ -48,6 +42,10 @@ class NewTask:
     retry: RetryPolicy
     max_retries_set: bool = True
     timeout_seconds: float = 0.0
+    #: A DAG step: its run, its name, and how many parents must succeed before it runs.
+    run_id: str | None = None
+    step: str | None = None
+    pending_parents: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,6 +78,8 @@ class BatchRecord:
 
     results: dict[tuple[str, int], RecordedResult] = field(default_factory=dict)
     already_ended: set[tuple[str, int]] = field(default_factory=set)
+    #: DAG steps released or withdrawn because steps of this batch ended.
+    settled: Settled = field(default_factory=Settled)
 
 
 @dataclass(frozen=True)
@@ -91,45 +91,34 @@ class ExpiredOutcome:
     run_at: datetime | None
 
 
-def _state(value: str | None) -> TaskState | None:
-    return None if value is None else TaskState(value)
-
-
-def _record(row: dict[str, Any], attempts: Sequence[Attempt] = ()) -> TaskRecord:
-    return TaskRecord(
-        id=row["id"],
-        namespace=row["namespace"],
-        queue=row["queue"],
-        handler=row["handler"],
-        state=TaskState(row["state"]),
-        payload_json=row["payload"],
-        priority=row["priority"],
-        attempts=row["attempts"],
-        failures=row["failures"],
-        max_retries=row["max_retries"],
-        max_retries_set=row["max_retries_set"],
-        timeout_seconds=row["timeout_seconds"],
-        retry=RetryPolicy(
-            initial_seconds=row["retry_initial"],
-            multiplier=row["retry_multiplier"],
-            max_seconds=row["retry_max"],
-        ),
-        idempotency_key=row["idempotency_key"],
-        concurrency_key=row["concurrency_key"],
-        concurrency_limit=row["concurrency_limit"],
-        labels=row["labels"] or {},
-        created_at=row["created_at"],
-        run_at=row["run_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        updated_at=row["updated_at"],
-        result_json=row["result"],
-        error=row["error"],
-        traceback=row["traceback"],
-        progress=row["progress"],
-        progress_message=row["progress_message"],
-        attempt_history=tuple(attempts),
-    )
+def insert_params(tasks: Sequence[NewTask]) -> list[list[Any]]:
+    """The column arrays of ``INSERT_SQL`` for ``tasks``."""
+    cols: dict[str, list[Any]] = {name: [] for name in INSERT_COLUMNS}
+    for t in tasks:
+        s = t.spec
+        cols["id"].append(t.id)
+        cols["namespace"].append(s.namespace)
+        cols["queue"].append(s.queue)
+        cols["handler"].append(s.handler)
+        cols["payload"].append(s.payload_json)
+        cols["priority"].append(s.priority)
+        cols["state"].append(t.state.value)
+        cols["max_retries"].append(t.max_retries)
+        cols["max_retries_set"].append(t.max_retries_set)
+        cols["timeout_seconds"].append(t.timeout_seconds)
+        cols["retry_initial"].append(t.retry.initial_seconds)
+        cols["retry_multiplier"].append(t.retry.multiplier)
+        cols["retry_max"].append(t.retry.max_seconds)
+        cols["idempotency_key"].append(s.idempotency_key)
+        cols["concurrency_key"].append(s.concurrency_key)
+        cols["concurrency_limit"].append(s.concurrency_limit)
+        cols["labels"].append(json.dumps(s.labels))
+        cols["run_at"].append(t.run_at)
+        cols["created_at"].append(t.created_at)
+        cols["run_id"].append(t.run_id)
+        cols["step"].append(t.step)
+        cols["pending_parents"].append(t.pending_parents)
+    return [cols[name] for name in INSERT_COLUMNS]
 
 
 class TaskStore:
@@ -164,30 +153,8 @@ class TaskStore:
 
     async def insert(self, tasks: Sequence[NewTask]) -> list[SubmitResult]:
         """Insert in one transaction; a known idempotency key yields the existing task."""
-        cols: dict[str, list[Any]] = {name: [] for name in _INSERT_COLUMNS}
-        for t in tasks:
-            s = t.spec
-            cols["id"].append(t.id)
-            cols["namespace"].append(s.namespace)
-            cols["queue"].append(s.queue)
-            cols["handler"].append(s.handler)
-            cols["payload"].append(s.payload_json)
-            cols["priority"].append(s.priority)
-            cols["state"].append(t.state.value)
-            cols["max_retries"].append(t.max_retries)
-            cols["max_retries_set"].append(t.max_retries_set)
-            cols["timeout_seconds"].append(t.timeout_seconds)
-            cols["retry_initial"].append(t.retry.initial_seconds)
-            cols["retry_multiplier"].append(t.retry.multiplier)
-            cols["retry_max"].append(t.retry.max_seconds)
-            cols["idempotency_key"].append(s.idempotency_key)
-            cols["concurrency_key"].append(s.concurrency_key)
-            cols["concurrency_limit"].append(s.concurrency_limit)
-            cols["labels"].append(json.dumps(s.labels))
-            cols["run_at"].append(t.run_at)
-            cols["created_at"].append(t.created_at)
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(_INSERT_SQL, [cols[name] for name in _INSERT_COLUMNS])
+            cur = await conn.execute(INSERT_SQL, insert_params(tasks))
             inserted = {row[0] for row in await cur.fetchall()}
             results: list[SubmitResult] = []
             missing = [t for t in tasks if t.id not in inserted]
@@ -217,7 +184,7 @@ class TaskStore:
     async def get(self, task_id: str, *, with_attempts: bool = False) -> TaskRecord | None:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(f"SELECT {_COLUMNS} FROM tasks WHERE id = %s", (task_id,))
+            await cur.execute(f"SELECT {COLUMNS} FROM tasks WHERE id = %s", (task_id,))
             row = await cur.fetchone()
             if row is None:
                 return None
@@ -229,16 +196,16 @@ class TaskStore:
                     (task_id,),
                 )
                 attempts = [Attempt(**a) for a in await cur.fetchall()]
-        return _record(row, attempts)
+        return record_from_row(row, attempts)
 
     async def get_many(self, task_ids: Sequence[str]) -> list[TaskRecord]:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
-                f"SELECT {_COLUMNS} FROM tasks WHERE id = ANY(%b::uuid[])",
+                f"SELECT {COLUMNS} FROM tasks WHERE id = ANY(%b::uuid[])",
                 (list(task_ids),),
             )
-            return [_record(r) for r in await cur.fetchall()]
+            return [record_from_row(r) for r in await cur.fetchall()]
 
     async def list_tasks(
         self,
@@ -262,23 +229,23 @@ class TaskStore:
             where.append("id < %s")
             params.append(before_id)
         params.append(limit)
-        sql = f"SELECT {_COLUMNS} FROM tasks WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s"
+        sql = f"SELECT {COLUMNS} FROM tasks WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s"
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(sql, params)
-            return [_record(r) for r in await cur.fetchall()]
+            return [record_from_row(r) for r in await cur.fetchall()]
 
     async def pending_page(self, after_id: str | None, limit: int) -> list[TaskRecord]:
         """Non-terminal tasks in id order, for the housekeeping sweep."""
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
-                f"""SELECT {_COLUMNS} FROM tasks
+                f"""SELECT {COLUMNS} FROM tasks
                     WHERE state IN ('scheduled', 'queued', 'running', 'retrying')
                       AND id > %s ORDER BY id LIMIT %s""",
                 (after_id or "00000000-0000-0000-0000-000000000000", limit),
             )
-            return [_record(r) for r in await cur.fetchall()]
+            return [record_from_row(r) for r in await cur.fetchall()]
 
     async def finished_counts(self) -> dict[tuple[str, str], dict[str, int]]:
         """Terminal-state counts of every queue (a full scan: for rebuilding Redis only)."""
@@ -370,15 +337,21 @@ class TaskStore:
                     ],
                 )
             )
+        steps = [r.task_id for r in results if r.run_id]
+        if steps:
+            statements += settle_statements(steps)
         cursors = await self._pipeline(statements)
         record = BatchRecord()
         if claims:
             inserted = await cursors[1].fetchall()
             record.already_ended = {(r[0], r[1]) for r in inserted if r[2]}
+        if steps:
+            record.settled = await settled_from(cursors[-4:])
+            cursors = cursors[:-4]
         if results:
             rows = await cursors[-1].fetchall()
             record.results = {
-                (r[0], r[1]): RecordedResult(won=r[2], state=_state(r[3])) for r in rows
+                (r[0], r[1]): RecordedResult(won=r[2], state=state_of(r[3])) for r in rows
             }
         return record
 
@@ -389,58 +362,57 @@ class TaskStore:
 
     async def end_expired(
         self, leases: Sequence[ExpiredLease], *, max_lost: int, poison_error: str
-    ) -> list[ExpiredOutcome]:
+    ) -> tuple[list[ExpiredOutcome], Settled]:
         """Leases whose deadline passed: end each one's attempt as ``lost`` unless it already
         has an outcome, and move the task (queued again; ``failed`` as poison after
         ``max_lost`` lost leases; ``cancelled`` when a cancel was pending). One statement.
 
         Returns, per lease, whether this call ended the attempt and what PostgreSQL now says
-        of the task, from which Redis is repaired.
+        of the task, from which Redis is repaired; and what the end of DAG steps (a poisoned
+        or cancelled step) did to their runs.
         """
         if not leases:
-            return []
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                _END_EXPIRED,
-                [
-                    max_lost,
-                    poison_error,
-                    [x.task_id for x in leases],
-                    [x.attempt for x in leases],
-                    [x.worker for x in leases],
-                    [x.lost for x in leases],
-                    [x.cancel_requested for x in leases],
-                ],
-            )
-            rows = await cur.fetchall()
-        return [
+            return [], Settled()
+        params = [
+            max_lost,
+            poison_error,
+            [x.task_id for x in leases],
+            [x.attempt for x in leases],
+            [x.worker for x in leases],
+            [x.lost for x in leases],
+            [x.cancel_requested for x in leases],
+        ]
+        cursors = await self._pipeline(
+            [(_END_EXPIRED, params), *settle_statements([x.task_id for x in leases])]
+        )
+        rows = await cursors[0].fetchall()
+        outcomes = [
             ExpiredOutcome(
                 task_id=r[0],
                 ended=r[1],
-                state=_state(r[2]),
+                state=state_of(r[2]),
                 failures=r[3] or 0,
                 run_at=r[4],
             )
             for r in rows
         ]
+        return outcomes, await settled_from(cursors[1:])
 
     # -- control ------------------------------------------------------------------------------
 
-    async def mark_cancelled(self, task_id: str) -> TaskRecord | None:
-        """Cancel unless already terminal; returns the task as it now is (None: unknown)."""
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                f"""UPDATE tasks SET state = 'cancelled', finished_at = now(), updated_at = now(),
-                        error = coalesce(error, 'cancelled')
-                    WHERE id = %s AND state NOT IN {_TERMINAL_SQL}""",
-                (task_id,),
-            )
-            await conn.execute(
-                """UPDATE task_attempts SET outcome = 'cancelled', finished_at = now()
-                   WHERE task_id = %s AND outcome = 'running'""",
-                (task_id,),
-            )
-        return await self.get(task_id)
+    async def mark_cancelled(self, task_id: str) -> tuple[TaskRecord | None, Settled]:
+        """Cancel unless already terminal, with its open attempt, in one transaction; a DAG
+        step's cancel is applied to its run there too. Returns the task as it now is (None:
+        unknown) and the steps to withdraw from Redis."""
+        cursors = await self._pipeline(
+            [
+                (_CANCEL_TASK, [task_id]),
+                (_CANCEL_OPEN_ATTEMPTS, [task_id]),
+                *settle_statements([task_id]),
+            ]
+        )
+        settled = await settled_from(cursors[2:])
+        return await self.get(task_id), settled
 
     async def reset_for_replay(
         self, namespace: str, queue: str, task_ids: Sequence[str] | None
@@ -456,16 +428,16 @@ class TaskStore:
                 f"""UPDATE tasks SET state = 'queued', failures = 0, finished_at = NULL,
                         run_at = now(), updated_at = now()
                     WHERE namespace = %s AND queue = %s AND state = 'failed' {filter_ids}
-                    RETURNING {_COLUMNS}""",
+                    RETURNING {COLUMNS}""",
                 params,
             )
-            return [_record(r) for r in await cur.fetchall()]
+            return [record_from_row(r) for r in await cur.fetchall()]
 
     async def delete_finished_before(self, cutoff: datetime, limit: int) -> int:
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 """DELETE FROM tasks WHERE id IN (
-                       SELECT id FROM tasks WHERE finished_at < %s LIMIT %s)""",
+                       SELECT id FROM tasks WHERE finished_at < %s AND run_id IS NULL LIMIT %s)""",
                 (cutoff, limit),
             )
             return cur.rowcount
@@ -494,10 +466,10 @@ _INSERT_CLAIMED_ATTEMPTS: Any = f"""
 INSERT INTO task_attempts (task_id, number, worker, token, started_at, outcome, finished_at, error)
 SELECT v.id, v.attempt, v.worker, v.token, v.started_at,
        CASE WHEN t.state = 'cancelled' THEN 'cancelled'
-            WHEN t.state IN {_TERMINAL_SQL} THEN 'superseded' ELSE 'running' END,
-       CASE WHEN t.state IN {_TERMINAL_SQL} THEN now() END,
+            WHEN t.state IN {TERMINAL_SQL} THEN 'superseded' ELSE 'running' END,
+       CASE WHEN t.state IN {TERMINAL_SQL} THEN now() END,
        CASE WHEN t.state = 'cancelled' THEN 'cancelled before its claim was recorded'
-            WHEN t.state IN {_TERMINAL_SQL}
+            WHEN t.state IN {TERMINAL_SQL}
             THEN 'claimed after the task had already ended (' || t.state || ')' END
 FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::timestamptz[])
      AS v(id, attempt, worker, token, started_at)
@@ -511,7 +483,7 @@ UPDATE tasks t SET state = 'running', attempts = v.attempt, worker = v.worker,
        updated_at = now(), started_at = coalesce(t.started_at, v.started_at)
 FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::timestamptz[])
      AS v(id, attempt, worker, started_at)
-WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL} AND t.attempts <= v.attempt
+WHERE t.id = v.id AND t.state NOT IN {TERMINAL_SQL} AND t.attempts <= v.attempt
   AND EXISTS (SELECT 1 FROM task_attempts a
               WHERE a.task_id = v.id AND a.number = v.attempt AND a.outcome = 'running')
 """.encode()
@@ -551,10 +523,10 @@ moved AS (
                          ELSE coalesce(l.traceback, t.traceback) END,
         run_at = coalesce(l.run_at, t.run_at),
         failures = t.failures + l.failed,
-        finished_at = CASE WHEN l.state IN {_TERMINAL_SQL} THEN l.finished_at END,
+        finished_at = CASE WHEN l.state IN {TERMINAL_SQL} THEN l.finished_at END,
         updated_at = now()
     FROM latest l
-    WHERE t.id = l.id AND t.state NOT IN {_TERMINAL_SQL} AND t.attempts <= l.attempt
+    WHERE t.id = l.id AND t.state NOT IN {TERMINAL_SQL} AND t.attempts <= l.attempt
     RETURNING t.id, t.state
 )
 SELECT v.id::text, v.attempt,
@@ -566,6 +538,17 @@ LEFT JOIN moved ON moved.id = v.id
 LEFT JOIN tasks t ON t.id = v.id
 LEFT JOIN task_attempts a ON a.task_id = v.id AND a.number = v.attempt
 """.encode()
+
+_CANCEL_TASK: Any = f"""
+UPDATE tasks SET state = 'cancelled', finished_at = now(), updated_at = now(),
+       error = coalesce(error, 'cancelled')
+WHERE id = %b::uuid AND state NOT IN {TERMINAL_SQL}
+""".encode()
+
+_CANCEL_OPEN_ATTEMPTS: Any = b"""
+UPDATE task_attempts SET outcome = 'cancelled', finished_at = now()
+WHERE task_id = %b::uuid AND outcome = 'running'
+"""
 
 # Per expired lease: (id, ended by this call, task state now, failures, run_at).
 _END_EXPIRED: Any = f"""
@@ -594,7 +577,7 @@ moved AS (
         attempts = greatest(t.attempts, v.attempt),
         updated_at = now()
     FROM v JOIN ended ON ended.task_id = v.id
-    WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL}
+    WHERE t.id = v.id AND t.state NOT IN {TERMINAL_SQL}
     RETURNING t.id, t.state
 )
 SELECT v.id::text, ended.task_id IS NOT NULL, coalesce(moved.state, t.state), t.failures,
@@ -606,7 +589,7 @@ LEFT JOIN tasks t ON t.id = v.id
 """.encode()
 
 
-_INSERT_COLUMNS = (
+INSERT_COLUMNS = (
     "id",
     "namespace",
     "queue",
@@ -626,6 +609,9 @@ _INSERT_COLUMNS = (
     "labels",
     "run_at",
     "created_at",
+    "run_id",
+    "step",
+    "pending_parents",
 )
 _INSERT_TYPES = (
     "uuid",
@@ -647,9 +633,12 @@ _INSERT_TYPES = (
     "jsonb",
     "timestamptz",
     "timestamptz",
+    "uuid",
+    "text",
+    "int",
 )
-_INSERT_SQL: Any = (
-    f"INSERT INTO tasks ({', '.join(_INSERT_COLUMNS)}) "
+INSERT_SQL: Any = (
+    f"INSERT INTO tasks ({', '.join(INSERT_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _INSERT_TYPES)}) "
     "ON CONFLICT (namespace, queue, idempotency_key) WHERE idempotency_key IS NOT NULL "
     "DO NOTHING RETURNING id::text"

@@ -6,13 +6,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from taskflow.config import Settings
 from taskflow.engine import Engine
+from taskflow.housekeeping import Housekeeper
 from taskflow.keys import QueueRef
 from taskflow.models import TaskRecord, TaskState, validate_submission
+from taskflow.store.dags import DagRunRecord
+from taskflow.workflows.models import validate_dag
+from taskflow.workflows.service import DagService
 from taskflow_worker import Router
 from taskflow_worker.runtime import Worker, WorkerConfig
 
@@ -124,3 +129,61 @@ async def running(harness: WorkerHarness, router: Router, **kw: object) -> Async
         yield worker
     finally:
         await harness.stop(worker)
+
+
+@pytest.fixture
+def dags(engine: Engine) -> DagService:
+    return DagService(engine)
+
+
+@pytest.fixture
+async def housekeeping(engine: Engine) -> AsyncIterator[Housekeeper]:
+    keeper = Housekeeper(engine)
+    stop = asyncio.Event()
+    task = asyncio.create_task(keeper.run(stop))
+    yield keeper
+    stop.set()
+    await task
+
+
+SubmitDag = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def submit_dag(dags: DagService) -> SubmitDag:
+    async def _submit(steps: list[dict[str, Any]], **fields: Any) -> str:
+        dag = validate_dag({"queue": QUEUE.name, "steps": steps, **fields})
+        run_id, created = await dags.submit(dag)
+        assert created
+        return run_id
+
+    return _submit
+
+
+async def wait_run(dags: DagService, run_id: str, timeout: float = 30.0) -> DagRunRecord:
+    """Poll until the run is done (deadline, not a sleep)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        run = await dags.get(run_id)
+        if run.done:
+            return run
+        if asyncio.get_running_loop().time() > deadline:
+            states = {s.name: s.state for s in run.steps}
+            raise AssertionError(f"run {run_id} still {run.state} after {timeout}s: {states}")
+        await asyncio.sleep(0.02)
+
+
+def check_order(run: DagRunRecord) -> None:
+    """From the records: every step that ran started after each of its parents succeeded, and
+    no step was claimed after it had ended (released twice)."""
+    by_name = {s.name: s for s in run.steps}
+    for step in run.steps:
+        for parent in step.depends_on:
+            p = by_name[parent].task
+            if step.task.started_at is not None:
+                assert p.state.value == "succeeded", (step.name, parent, p.state)
+                assert p.finished_at is not None and step.task.started_at >= p.finished_at, (
+                    f"{step.name} started before its parent {parent} finished"
+                )
+        outcomes = [a.outcome for a in step.task.attempt_history]
+        assert "superseded" not in outcomes, (step.name, outcomes)

@@ -7,10 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from taskflow.config import Settings
 from taskflow.engine import Engine
@@ -22,16 +19,6 @@ from taskflow_worker import Router, TaskContext
 from tests.engine.conftest import QUEUE, Submit, WorkerHarness, eventually, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def housekeeping(engine: Engine) -> AsyncIterator[Housekeeper]:
-    keeper = Housekeeper(engine)
-    stop = asyncio.Event()
-    task = asyncio.create_task(keeper.run(stop))
-    yield keeper
-    stop.set()
-    await task
 
 
 def start_worker_process(

@@ -116,7 +116,7 @@ async def test_expired_leases_follow_what_was_recorded(engine: Engine, submit: S
         [claim(vanished, 1), claim(recorded, 1), claim(poison, 5)],
         [ended(recorded, 1, TaskState.RETRYING)],
     )
-    outcomes = await engine.store.end_expired(
+    outcomes, _ = await engine.store.end_expired(
         [
             ExpiredLease(vanished, 1, "t", "w", lost=0, cancel_requested=False),
             ExpiredLease(recorded, 1, "t", "w", lost=0, cancel_requested=False),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class PermanentError(Exception):
@@ -27,6 +28,11 @@ class TaskContext:
 
     #: Earlier attempts of this task that failed (lost leases and hand-backs do not count).
     failures: int = 0
+    #: A DAG step's run id and step name (None for a plain task).
+    run_id: str | None = None
+    step: str | None = None
+    #: A DAG step's parents' results by step name: ``ctx.parents["fetch"]``.
+    parents: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_last_attempt(self) -> bool:

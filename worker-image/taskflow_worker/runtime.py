@@ -188,7 +188,8 @@ class Worker:
             if free < threshold:
                 self._slot_freed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slot_freed.wait(), 0.005 if free else None)
+                    async with asyncio.timeout(0.005 if free else None):
+                        await self._slot_freed.wait()
                 free = self.config.concurrency - len(self.inflight)
                 if free <= 0:
                     continue
@@ -247,6 +248,9 @@ class Worker:
             ),
             _report=partial(self._progress, claim),
             failures=claim.failures,
+            run_id=claim.blob.run_id,
+            step=claim.blob.step,
+            parents=claim.parents,
         )
         flight = InFlight(claim, ctx)
         self.inflight[claim.id] = flight

@@ -1,0 +1,1 @@
+"""Workflows: DAG runs of named steps (chains and groups are DAG shapes)."""
