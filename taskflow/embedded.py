@@ -600,10 +600,22 @@ class EmbeddedPostgres(_ManagedServer):
             )
 
     def _initdb(self, bin_dir: Path) -> None:
+        """Create the cluster in a staging directory, then move it into place, so that an
+        initdb cut short (Ctrl-C, a kill) leaves no half-made cluster to fail on later."""
+        if any(self.pgdata.iterdir()):
+            raise EmbeddedServerError(
+                f"{self.pgdata} holds files but no PostgreSQL cluster (no PG_VERSION);"
+                " move it away to start afresh"
+            )
+        staging = self.data_dir / "pgdata.initdb"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        if self._run_as is not None:
+            os.chown(staging, self._run_as.pw_uid, self._run_as.pw_gid)
         args = [
             str(bin_dir / "initdb"),
             "-D",
-            str(self.pgdata),
+            str(staging),
             "-U",
             self.user,
             "--auth=trust",
@@ -624,10 +636,13 @@ class EmbeddedPostgres(_ManagedServer):
             **identity,
         )
         if result.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
             output = "\n".join((result.stdout + result.stderr).splitlines()[-LOG_TAIL_LINES:])
             raise EmbeddedServerError(
                 f"initdb of {self.pgdata} exited with code {result.returncode}:\n{output}"
             )
+        self.pgdata.rmdir()
+        staging.rename(self.pgdata)
 
     def _command(
         self, args: list[str], stop_signal: signal.Signals

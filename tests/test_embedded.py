@@ -178,6 +178,27 @@ def test_postgres_exit_on_a_taken_port_is_reported_with_its_log(
     assert server.pid is None
 
 
+def test_an_initdb_cut_short_leaves_nothing_to_trip_over(pg_data_dir: Path) -> None:
+    staging = pg_data_dir / "pgdata.initdb"
+    staging.mkdir()
+    (staging / "PG_VERSION").write_text("18\n")  # what a killed initdb leaves behind
+    with (
+        EmbeddedPostgres(pg_data_dir, fsync=False) as server,
+        psycopg.connect(server.url) as conn,
+    ):
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert not staging.exists()
+    assert (pg_data_dir / "pgdata" / "PG_VERSION").exists()
+
+
+def test_files_that_are_no_cluster_are_refused(pg_data_dir: Path) -> None:
+    (pg_data_dir / "pgdata").mkdir()
+    (pg_data_dir / "pgdata" / "notes.txt").write_text("mine")
+    with pytest.raises(EmbeddedServerError, match="holds files but no PostgreSQL cluster"):
+        EmbeddedPostgres(pg_data_dir, fsync=False).start()
+    assert (pg_data_dir / "pgdata" / "notes.txt").read_text() == "mine"
+
+
 def test_long_data_dir_puts_the_socket_in_a_short_directory(pg_data_dir: Path) -> None:
     deep = pg_data_dir / ("d" * 60) / ("e" * 60)
     server = EmbeddedPostgres(deep, fsync=False)
