@@ -232,6 +232,7 @@ STUCK_APP = '''
 """Handlers that do not stop when asked."""
 
 import asyncio
+import signal
 import time
 
 from taskflow_worker import Router
@@ -252,6 +253,16 @@ async def stubborn(ctx, payload):
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
             pass  # swallowed
+
+
+@router.task("deaf")
+async def deaf(ctx, payload):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the whole worker ignores SIGTERM now
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
 '''
 
 
@@ -271,9 +282,10 @@ def _store_ports(dev: DevProcess) -> list[int]:
 
 
 def _run_stuck_tasks(dev: DevProcess) -> None:
-    """One wedged sync task and one stubborn async task, both running."""
+    """A wedged sync task, a stubborn async task and one that makes its worker deaf to
+    SIGTERM (however well a worker drains, that one only stops when killed), all running."""
     with Client(dev.addr) as client:
-        ids = [client.submit("default", h) for h in ("wedged", "stubborn")]
+        ids = [client.submit("default", h) for h in ("wedged", "stubborn", "deaf")]
         end = time.monotonic() + START_DEADLINE
         while any(client.get(i).state != "running" for i in ids):
             assert time.monotonic() < end, "the stuck tasks never started"

@@ -23,6 +23,13 @@ from .fake_server import FakeServer, running_fake_server
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _no_client_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Client settings come from the arguments of each test, not from the environment."""
+    for name in ("TASKFLOW_API_ADDR", "TASKFLOW_API_TOKEN", "TASKFLOW_RETRY_BUDGET"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeServer]:
     """A fresh fake API server on a free local port."""
