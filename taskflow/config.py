@@ -37,6 +37,10 @@ class Settings:
     #: Finished tasks older than this are deleted by housekeeping (0 keeps them forever).
     retention_seconds: float = 7 * 24 * 3600.0
     max_payload_bytes: int = 1024 * 1024
+    #: Largest result (JSON text, bytes) a task may record; a larger one fails the attempt.
+    max_result_bytes: int = 1024 * 1024
+    #: A page of tasks (listing, dead letters) ends before it grows past this many bytes.
+    max_page_bytes: int = 4 * 1024 * 1024
     default_max_retries: int = 3
     #: Lost leases (worker vanished) after which a task is failed as poison; not retries.
     max_lost_leases: int = 5

@@ -1,5 +1,14 @@
 """The engine: one object the API server, housekeeping and the operator share.
 
+Every transition of a task has one owner in this package, and each writes PostgreSQL before
+Redis so that a crash between the two is repaired from PostgreSQL (``docs/architecture.md``):
+
+* here: submit, cancel, replay, queue settings, and the reads;
+* ``taskflow.worker_session``: claim, progress, heartbeat, the end of an attempt (ack, retry,
+  fail), the hand-back on shutdown — for worker processes;
+* ``taskflow.recovery``: expired leases, tasks Redis does not know, the index rebuild — for
+  housekeeping.
+
 Submission commits to PostgreSQL first (the client is told "accepted" only after the
 commit), then makes the tasks dispatchable in Redis. A task whose Redis step did not
 happen is found by housekeeping (``taskflow.housekeeping``) and dispatched then.
@@ -7,22 +16,29 @@ happen is found by housekeeping (``taskflow.housekeeping``) and dispatched then.
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
-import psycopg
 import redis.asyncio as aioredis
-import redis.exceptions
 
 from taskflow.batching import Coalescer
 from taskflow.config import Settings
-from taskflow.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
+from taskflow.errors import (
+    STORE_ERRORS,
+    InvalidArgument,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    unavailable,
+)
 from taskflow.keys import QueueRef
 from taskflow.models import (
+    DispatchBlob,
     QueueConfig,
     QueueStats,
     RateLimit,
@@ -41,12 +57,8 @@ from taskflow.store.tasks import NewTask, TaskStore
 
 log = logging.getLogger("taskflow.engine")
 
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    OSError,
-)
+#: The errors a store raises when it cannot be reached (``taskflow.errors.STORE_ERRORS``).
+UNAVAILABLE_ERRORS = STORE_ERRORS
 
 
 @dataclass(frozen=True)
@@ -62,18 +74,44 @@ class QueueDefaults:
 QUEUE_CONFIG_TTL = 5.0
 
 
+def due_ms(when: datetime) -> int:
+    """``when`` in Redis milliseconds, rounded up: a task is never due before its time."""
+    return math.ceil(when.timestamp() * 1000)
+
+
 def enqueue_item(task: TaskRecord, *, ready_now: bool = False) -> EnqueueItem:
-    """How a recorded task is handed to Redis (at submission and when rebuilding)."""
+    """How a recorded task is handed to Redis again (replay, repair, rebuild)."""
     due = task.run_at if task.run_at and not ready_now else None
     return EnqueueItem(
         id=task.id,
         blob=task.dispatch_blob(),
         priority=task.priority,
-        due_ms=int(due.timestamp() * 1000) if due else 0,
+        due_ms=due_ms(due) if due else 0,
         deliveries=task.attempts,
         failures=task.failures,
         concurrency_key=task.concurrency_key,
         concurrency_limit=task.concurrency_limit,
+    )
+
+
+def new_enqueue_item(t: NewTask) -> EnqueueItem:
+    """How a task just submitted is handed to Redis."""
+    s = t.spec
+    return EnqueueItem(
+        id=t.id,
+        blob=DispatchBlob(
+            id=t.id,
+            handler=s.handler,
+            payload_json=s.payload_json,
+            max_retries=t.max_retries,
+            timeout_seconds=t.timeout_seconds,
+            retry=t.retry,
+            max_retries_set=t.max_retries_set,
+        ),
+        priority=s.priority,
+        due_ms=due_ms(t.run_at) if t.state is TaskState.SCHEDULED else 0,
+        concurrency_key=s.concurrency_key,
+        concurrency_limit=s.concurrency_limit,
     )
 
 
@@ -101,11 +139,10 @@ class Engine:
 
     async def check_ready(self) -> None:
         """Raise ``Unavailable`` unless both PostgreSQL and Redis answer."""
-        try:
+        with unavailable("PostgreSQL"):
             await self.store.ping()
+        with unavailable("Redis"):
             await self.dispatcher.redis.ping()
-        except UNAVAILABLE_ERRORS as exc:
-            raise Unavailable(str(exc)) from exc
 
     # -- submission ---------------------------------------------------------------------------
 
@@ -114,10 +151,8 @@ class Engine:
         now = time.monotonic()
         cached = self._queue_configs.get(ref)
         if cached is None or now - cached[0] > QUEUE_CONFIG_TTL:
-            try:
+            with unavailable("PostgreSQL"):
                 config = await self.queue_store.get(ref) or QueueConfig()
-            except UNAVAILABLE_ERRORS as exc:
-                raise Unavailable(f"PostgreSQL: {exc}") from exc
             cached = (now, config)
             self._queue_configs[ref] = cached
         config = cached[1]
@@ -139,16 +174,15 @@ class Engine:
 
     async def configure_queue(self, ref: QueueRef, config: QueueConfig) -> None:
         """Store a queue's defaults and rate limit (PostgreSQL, with the rate copied to Redis)."""
-        try:
+        with unavailable("PostgreSQL"):
             await self.queue_store.upsert(ref, config)
-        except UNAVAILABLE_ERRORS as exc:
-            raise Unavailable(f"PostgreSQL: {exc}") from exc
         self._queue_configs[ref] = (time.monotonic(), config)
-        await self.dispatcher.register_queue(ref)
-        await self.dispatcher.set_rate_limit(ref, config.rate)
+        with unavailable("Redis"):
+            await self.dispatcher.register_queue(ref)
+            await self.dispatcher.set_rate_limit(ref, config.rate)
 
     def check_payload(self, spec: TaskSubmission, field: str) -> None:
-        size = len(json.dumps(spec.payload))
+        size = len(spec.payload_json.encode())
         if size > self.settings.max_payload_bytes:
             raise PayloadTooLarge(field, size, self.settings.max_payload_bytes)
 
@@ -170,6 +204,7 @@ class Engine:
                     id=new_task_id(),
                     spec=spec,
                     state=TaskState.SCHEDULED if due > now else TaskState.QUEUED,
+                    created_at=now,
                     run_at=due,
                     max_retries=d.max_retries if spec.max_retries is None else spec.max_retries,
                     retry=spec.retry or d.retry,
@@ -177,10 +212,8 @@ class Engine:
                     timeout_seconds=spec.timeout_seconds or d.timeout_seconds,
                 )
             )
-        try:
+        with unavailable("PostgreSQL"):
             results = await self.store.insert(new)
-        except UNAVAILABLE_ERRORS as exc:
-            raise Unavailable(f"PostgreSQL: {exc}") from exc
         created = {r.task_id for r in results if r.created}
         await self._dispatch_new([t for t in new if t.id in created])
         return results
@@ -188,13 +221,11 @@ class Engine:
     async def _dispatch_new(self, tasks: Sequence[NewTask]) -> None:
         by_queue: dict[QueueRef, list[EnqueueItem]] = defaultdict(list)
         for t in tasks:
-            s = t.spec
-            blob_record = _as_record(t)
-            by_queue[s.queue_ref].append(enqueue_item(blob_record))
+            by_queue[t.spec.queue_ref].append(new_enqueue_item(t))
         for ref, items in by_queue.items():
             try:
                 await self.dispatcher.enqueue(ref, items)
-            except UNAVAILABLE_ERRORS as exc:
+            except STORE_ERRORS as exc:
                 # Already durable: housekeeping dispatches them once Redis is back.
                 log.warning(
                     "redis unavailable; %d task(s) of %s wait for the sweep: %s",
@@ -207,10 +238,8 @@ class Engine:
 
     async def get(self, task_id: str, *, with_attempts: bool = False) -> TaskRecord:
         tid = parse_task_id(task_id)
-        try:
+        with unavailable("PostgreSQL"):
             task = await self.store.get(tid, with_attempts=with_attempts)
-        except UNAVAILABLE_ERRORS as exc:
-            raise Unavailable(f"PostgreSQL: {exc}") from exc
         if task is None:
             raise NotFound(f"task {tid} not found")
         return task
@@ -233,7 +262,7 @@ class Engine:
             raise InvalidArgument("page_size", "must be between 1 and 1000 (0 = 100)")
         size = page_size or 100
         before = parse_task_id(page_token, "page_token") if page_token else None
-        try:
+        with unavailable("PostgreSQL"):
             rows = await self.store.list_tasks(
                 namespace=namespace or "default",
                 queue=queue or None,
@@ -241,18 +270,14 @@ class Engine:
                 limit=size + 1,
                 before_id=before,
             )
-        except UNAVAILABLE_ERRORS as exc:
-            raise Unavailable(f"PostgreSQL: {exc}") from exc
-        more = len(rows) > size
-        rows = rows[:size]
-        return rows, (rows[-1].id if more else None)
+        page = _bounded(rows[:size], self.settings.max_page_bytes)
+        more = len(rows) > len(page)
+        return page, (page[-1].id if more else None)
 
     async def queue_stats(self, ref: QueueRef) -> QueueStats:
         now_ms = int(utcnow().timestamp() * 1000)
-        try:
+        with unavailable("Redis"):
             counts = await self.dispatcher.counts(ref, now_ms)
-        except UNAVAILABLE_ERRORS as exc:
-            raise Unavailable(f"Redis: {exc}") from exc
         return QueueStats(
             namespace=ref.namespace,
             queue=ref.name,
@@ -267,10 +292,8 @@ class Engine:
         )
 
     async def list_queues(self, namespace: str | None) -> list[QueueStats]:
-        try:
+        with unavailable("Redis"):
             refs = await self.dispatcher.queues()
-        except UNAVAILABLE_ERRORS as exc:
-            raise Unavailable(f"Redis: {exc}") from exc
         return [
             await self.queue_stats(r) for r in refs if not namespace or r.namespace == namespace
         ]
@@ -278,16 +301,22 @@ class Engine:
     # -- control ------------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> TaskRecord:
-        """Cancel a task: a waiting one at once, a running one at its worker's next heartbeat."""
+        """Cancel a task: a waiting one at once, a running one as soon as its worker hears.
+
+        PostgreSQL first (the task and its open attempt end as ``cancelled``), then Redis. If
+        Redis is not told, a worker that claims the task learns from the claim's record that
+        the task has ended, and stops it.
+        """
         task = await self.get(task_id)
         if task.done:
             return task
-        updated = await self.store.mark_cancelled(task.id)
+        with unavailable("PostgreSQL"):
+            updated = await self.store.mark_cancelled(task.id)
         if updated is None:
             raise NotFound(f"task {task.id} not found")
         try:
             await self.dispatcher.cancel(task.queue_ref, task.id)
-        except UNAVAILABLE_ERRORS as exc:
+        except STORE_ERRORS as exc:
             log.warning("redis unavailable while cancelling %s: %s", task.id, exc)
         return updated
 
@@ -304,15 +333,13 @@ class Engine:
 
     async def replay(self, ref: QueueRef, task_ids: Sequence[str]) -> list[str]:
         ids = [parse_task_id(t, f"task_ids[{i}]") for i, t in enumerate(task_ids)]
-        try:
+        with unavailable("PostgreSQL"):
             tasks = await self.store.reset_for_replay(ref.namespace, ref.name, ids or None)
-        except UNAVAILABLE_ERRORS as exc:
-            raise Unavailable(f"PostgreSQL: {exc}") from exc
         if tasks:
             try:
                 await self.dispatcher.enqueue(ref, [enqueue_item(t, ready_now=True) for t in tasks])
                 await self.dispatcher.count_replayed(ref, len(tasks))
-            except UNAVAILABLE_ERRORS as exc:
+            except STORE_ERRORS as exc:
                 # Already queued in PostgreSQL: housekeeping dispatches them once Redis is back.
                 log.warning(
                     "redis unavailable; replayed tasks of %s wait for the sweep: %s", ref, exc
@@ -321,37 +348,21 @@ class Engine:
 
     async def set_rate_limit(self, ref: QueueRef, rate: RateLimit | None) -> None:
         """Change only the queue's rate limit."""
-        current = await self.queue_store.get(ref) or QueueConfig()
+        with unavailable("PostgreSQL"):
+            current = await self.queue_store.get(ref) or QueueConfig()
         await self.configure_queue(ref, replace(current, rate=rate))
 
 
-def _as_record(t: NewTask) -> TaskRecord:
-    s = t.spec
-    now = utcnow()
-    return TaskRecord(
-        id=t.id,
-        namespace=s.namespace,
-        queue=s.queue,
-        handler=s.handler,
-        state=t.state,
-        payload=s.payload,
-        priority=s.priority,
-        attempts=0,
-        failures=0,
-        max_retries=t.max_retries,
-        max_retries_set=t.max_retries_set,
-        timeout_seconds=t.timeout_seconds,
-        retry=t.retry,
-        idempotency_key=s.idempotency_key,
-        concurrency_key=s.concurrency_key,
-        concurrency_limit=s.concurrency_limit,
-        labels=dict(s.labels),
-        created_at=now,
-        run_at=t.run_at,
-        started_at=None,
-        finished_at=None,
-        updated_at=now,
-    )
+def _bounded(rows: list[TaskRecord], limit: int) -> list[TaskRecord]:
+    """The first rows whose payloads, results and tracebacks fit in ``limit`` bytes (always at
+    least one: a single task is bounded by the payload and result limits)."""
+    size = 0
+    for i, row in enumerate(rows):
+        size += len(row.payload_json) + len(row.result_json or "") + len(row.traceback or "")
+        size += len(row.error or "") + 512
+        if size > limit and i:
+            return rows[:i]
+    return rows
 
 
 def _redact(url: str) -> str:

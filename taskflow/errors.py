@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+import redis.exceptions
+
 
 class TaskFlowError(Exception):
     """Base class of every error the engine raises on purpose."""
@@ -32,3 +38,22 @@ class PayloadTooLarge(TaskFlowError):
         self.field = field
         self.size = size
         self.limit = limit
+
+
+#: What a store raises when it cannot be reached or is going away: worth waiting out.
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
+
+
+@contextlib.contextmanager
+def unavailable(store: str) -> Iterator[None]:
+    """Turn a store's connection errors into ``Unavailable`` naming it (the one place where
+    that mapping happens; the API maps ``Unavailable`` to UNAVAILABLE)."""
+    try:
+        yield
+    except STORE_ERRORS as exc:
+        raise Unavailable(f"{store}: {exc}") from exc

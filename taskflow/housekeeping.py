@@ -1,7 +1,8 @@
 """Housekeeping: the periodic sweep that keeps Redis honest and PostgreSQL bounded.
 
-Each sweep, for every queue: leases whose deadline passed are reclaimed (the task runs
-again; the attempt is recorded as ``lost``), and delayed tasks that are due are promoted.
+Each sweep, for every queue: leases whose deadline passed are ended as PostgreSQL decides
+(``taskflow.recovery``: the attempt is recorded as ``lost`` and the task runs again, unless its
+outcome was recorded before its worker died), and delayed tasks that are due are promoted.
 Then Redis is checked against PostgreSQL: when the epoch key is missing (Redis restarted
 without its data) every pending task is dispatched again at once; otherwise a slice of
 pending tasks is checked each sweep, so a task whose enqueue never reached Redis is
@@ -15,16 +16,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from taskflow import keys as K
-from taskflow.engine import UNAVAILABLE_ERRORS, Engine, enqueue_item
+from taskflow.engine import Engine
+from taskflow.errors import STORE_ERRORS
 from taskflow.keys import QueueRef
-from taskflow.models import TaskRecord, TaskState, utcnow
-from taskflow.queue.dispatch import EnqueueItem
-from taskflow.store.tasks import LostLease
+from taskflow.models import utcnow
+from taskflow.recovery import dispatch_unknown, reclaim_expired
 
 log = logging.getLogger("taskflow.housekeeping")
 
@@ -72,7 +72,7 @@ class Housekeeper:
                 report = await self.sweep_once()
                 if report.reclaimed or report.redispatched or report.deleted or report.rebuilt:
                     log.info("sweep: %s", report.summary(), extra=vars(report))
-            except UNAVAILABLE_ERRORS as exc:
+            except STORE_ERRORS as exc:
                 log.warning("sweep skipped: store unavailable: %s", exc)
             except Exception:
                 log.exception("sweep failed")
@@ -101,37 +101,12 @@ class Housekeeper:
         return report
 
     async def _reclaim(self, ref: QueueRef, report: SweepReport) -> None:
-        settings = self.engine.settings
         while True:
-            reclaimed = await self.engine.dispatcher.reclaim(
-                ref, limit=1000, max_lost=settings.max_lost_leases
-            )
-            if not reclaimed:
+            reclaimed = await reclaim_expired(self.engine, ref, limit=1000)
+            report.reclaimed += reclaimed.leases
+            report.poisoned += reclaimed.poisoned
+            if reclaimed.leases < 1000:
                 return
-            lost: list[LostLease] = []
-            for r in reclaimed:
-                if r.outcome == "poison":
-                    report.poisoned += 1
-                    lost.append(
-                        LostLease(
-                            r.id,
-                            r.attempt,
-                            r.worker,
-                            TaskState.FAILED,
-                            f"gave up after {settings.max_lost_leases} attempts whose worker "
-                            "vanished (lease expired each time)",
-                        )
-                    )
-                elif r.outcome == "cancelled":
-                    lost.append(LostLease(r.id, r.attempt, r.worker, TaskState.CANCELLED, None))
-                else:
-                    lost.append(LostLease(r.id, r.attempt, r.worker, TaskState.QUEUED, None))
-            report.reclaimed += len(reclaimed)
-            log.warning(
-                "reclaimed expired leases",
-                extra={"queue": ref.qualified, "tasks": [r.id for r in reclaimed][:20]},
-            )
-            await self.engine.store.record_lost(lost)
 
     async def _rebuild(self, report: SweepReport) -> None:
         """Redis lost its data: dispatch every pending task again."""
@@ -148,34 +123,13 @@ class Housekeeper:
             page = await self.engine.store.pending_page(after, self.check_page)
             if not page:
                 return
-            report.redispatched += await self._redispatch_unknown(page, grace=False)
+            report.redispatched += await dispatch_unknown(self.engine, page, grace=False)
             after = page[-1].id
 
     async def _check_slice(self, report: SweepReport) -> None:
         page = await self.engine.store.pending_page(self._cursor, self.check_page)
         self._cursor = page[-1].id if len(page) == self.check_page else None
-        report.redispatched += await self._redispatch_unknown(page, grace=True)
-
-    async def _redispatch_unknown(self, tasks: list[TaskRecord], *, grace: bool) -> int:
-        """Enqueue the tasks Redis does not know (enqueue skips the ones it knows)."""
-        cutoff = utcnow() - timedelta(seconds=self.engine.settings.orphan_grace_seconds)
-        by_queue: dict[QueueRef, list[TaskRecord]] = defaultdict(list)
-        for t in tasks:
-            if not grace or t.updated_at < cutoff:
-                by_queue[t.queue_ref].append(t)
-        added = 0
-        for ref, group in by_queue.items():
-            known = await self.engine.dispatcher.known(ref, [t.id for t in group])
-            items: list[EnqueueItem] = [
-                enqueue_item(t) for t, k in zip(group, known, strict=True) if not k
-            ]
-            if items:
-                added += await self.engine.dispatcher.enqueue(ref, items)
-                log.warning(
-                    "dispatched tasks unknown to redis",
-                    extra={"queue": ref.qualified, "count": len(items)},
-                )
-        return added
+        report.redispatched += await dispatch_unknown(self.engine, page, grace=True)
 
     async def _retention(self, report: SweepReport) -> None:
         seconds = self.engine.settings.retention_seconds

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from taskflow.errors import InvalidArgument
 from taskflow.keys import QueueRef
+from taskflow.values import UnstorableValue, encode_json, parse_json_text
 
 
 class TaskState(StrEnum):
@@ -73,7 +74,8 @@ class TaskSubmission(BaseModel):
     namespace: str = Field(default="default", pattern=_NAMESPACE_PATTERN)
     queue: str = Field(pattern=_NAME_PATTERN)
     handler: str = Field(min_length=1, max_length=200)
-    payload: Any = None
+    #: The payload as JSON text, exactly as the client sent it (checked storable once, here).
+    payload_json: str = "null"
     priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     delay_seconds: float = Field(default=0.0, ge=0, le=366 * 86400)
     run_at: datetime | None = None
@@ -84,6 +86,21 @@ class TaskSubmission(BaseModel):
     concurrency_limit: int | None = Field(default=None, ge=1, le=100000)
     retry: RetryPolicy | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("payload_json")
+    @classmethod
+    def _check_payload(cls, text: str) -> str:
+        if not text:
+            return "null"
+        try:
+            parse_json_text(text)
+        except UnstorableValue as exc:
+            raise ValueError(str(exc)) from None
+        return text
+
+    @property
+    def payload(self) -> Any:
+        return json.loads(self.payload_json)
 
     @model_validator(mode="after")
     def _check_combinations(self) -> TaskSubmission:
@@ -110,7 +127,19 @@ class TaskSubmission(BaseModel):
 
 
 def validate_submission(raw: dict[str, Any], path: str = "task") -> TaskSubmission:
-    """Build a submission, turning the first validation problem into ``InvalidArgument``."""
+    """Build a submission, turning the first validation problem into ``InvalidArgument``.
+
+    ``raw`` carries the payload either as a value (``payload``) or as JSON text
+    (``payload_json``, as the API receives it).
+    """
+    if "payload" in raw:
+        raw = dict(raw)
+        if "payload_json" in raw:
+            raise InvalidArgument(path, "give payload or payload_json, not both")
+        try:
+            raw["payload_json"] = encode_json(raw.pop("payload"))
+        except UnstorableValue as exc:
+            raise InvalidArgument(f"{path}.payload", str(exc)) from None
     try:
         return TaskSubmission.model_validate(raw)
     except ValidationError as exc:
@@ -135,10 +164,11 @@ class DispatchBlob:
     max_retries_set: bool = True
 
     def encode(self) -> str:
-        return json.dumps(
+        """One line of JSON settings, a newline, then the payload text as it was submitted
+        (never re-encoded: a large payload is copied, not escaped)."""
+        header = json.dumps(
             {
                 "h": self.handler,
-                "p": self.payload_json,
                 "r": self.max_retries,
                 "rs": self.max_retries_set,
                 "t": self.timeout_seconds,
@@ -146,15 +176,18 @@ class DispatchBlob:
             },
             separators=(",", ":"),
         )
+        return f"{header}\n{self.payload_json}"
 
     @classmethod
     def decode(cls, task_id: str, raw: str | bytes) -> DispatchBlob:
-        d = json.loads(raw)
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        header, _, payload_json = text.partition("\n")
+        d = json.loads(header)
         initial, multiplier, cap = d["b"]
         return cls(
             id=task_id,
             handler=d["h"],
-            payload_json=d["p"],
+            payload_json=payload_json or "null",
             max_retries=d["r"],
             max_retries_set=d.get("rs", True),
             timeout_seconds=d["t"],
@@ -179,6 +212,18 @@ class ClaimedTask:
 
 
 @dataclass(frozen=True)
+class ExpiredLease:
+    """A lease Redis reports expired: the attempt it held and the task's lost leases so far."""
+
+    task_id: str
+    attempt: int
+    token: str
+    worker: str
+    lost: int
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
 class Attempt:
     number: int
     worker: str | None
@@ -197,7 +242,7 @@ class TaskRecord:
     queue: str
     handler: str
     state: TaskState
-    payload: Any
+    payload_json: str
     priority: int
     attempts: int
     failures: int
@@ -213,7 +258,7 @@ class TaskRecord:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
-    result: Any = None
+    result_json: str | None = None
     error: str | None = None
     traceback: str | None = None
     progress: float | None = None
@@ -224,6 +269,14 @@ class TaskRecord:
     @property
     def queue_ref(self) -> QueueRef:
         return QueueRef(self.namespace, self.queue)
+
+    @property
+    def payload(self) -> Any:
+        return json.loads(self.payload_json)
+
+    @property
+    def result(self) -> Any:
+        return None if self.result_json is None else json.loads(self.result_json)
 
     @property
     def done(self) -> bool:
@@ -239,7 +292,7 @@ class TaskRecord:
         return DispatchBlob(
             id=self.id,
             handler=self.handler,
-            payload_json=json.dumps(self.payload),
+            payload_json=self.payload_json,
             max_retries=self.max_retries,
             timeout_seconds=self.timeout_seconds,
             retry=self.retry,
@@ -300,14 +353,21 @@ class Outcome(StrEnum):
     LOST = "lost"
     CANCELLED = "cancelled"
     RELEASED = "released"
+    #: Claimed after the task had already finished (a duplicate delivery): not its outcome.
+    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True)
 class AttemptResult:
-    """A worker's report of one finished attempt, written to PostgreSQL in batches."""
+    """How one attempt ended and what it makes of the task, as the completion path records it.
+
+    ``token`` is the fencing token of the claim: the record of an attempt is written once, by
+    the first of its worker, a cancel or housekeeping (see ``store.tasks.record_batch``).
+    """
 
     task_id: str
     attempt: int
+    token: str
     worker: str
     state: TaskState  # the task's new state: succeeded, failed, cancelled, retrying, queued
     outcome: Outcome

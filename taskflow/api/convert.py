@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +15,7 @@ from taskflow.models import (
     TaskSubmission,
     validate_submission,
 )
+from taskflow.values import text_problem
 from taskflow_client.v1 import tasks_pb2 as pb
 
 
@@ -30,57 +29,8 @@ def to_timestamp(dt: datetime) -> Timestamp:
     return ts
 
 
-def parse_payload(text: str, field: str) -> Any:
-    """JSON text to a value PostgreSQL can store; empty text is ``null``."""
-    if not text:
-        return None
-    try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise InvalidArgument(field, "is not valid JSON: nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidArgument(field, f"is not valid JSON: {exc}") from None
-    problem = _unstorable(value)
-    if problem:
-        raise InvalidArgument(field, problem)
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _unstorable(value: Any) -> str | None:
-    """Why PostgreSQL ``jsonb`` would refuse ``value`` (None: it would not)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            problem = _text_problem(item)
-            if problem:
-                return f"contains a string with {problem}"
-        elif isinstance(item, float) and not math.isfinite(item):
-            return "contains a number too large to store"
-    return None
-
-
-def _text_problem(text: str) -> str | None:
-    if "\x00" in text:
-        return "a NUL character (\\u0000)"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "an unpaired surrogate (invalid Unicode)"
-    return None
-
-
 def _check_text(value: str, field: str) -> str:
-    problem = _text_problem(value)
+    problem = text_problem(value)
     if problem:
         raise InvalidArgument(field, f"must not contain {problem}")
     return value
@@ -96,7 +46,7 @@ def spec_to_dict(spec: pb.TaskSpec, path: str) -> dict[str, Any]:
         "priority": spec.priority,
         "delay_seconds": spec.delay_seconds,
         "timeout_seconds": spec.timeout_seconds,
-        "payload": parse_payload(spec.payload_json, f"{path}.payload_json"),
+        "payload_json": spec.payload_json,  # checked once, by the submission model
     }
     for name in ("namespace", "queue", "handler", "idempotency_key", "concurrency_key"):
         value: str = getattr(spec, name)
@@ -130,8 +80,9 @@ def submission_from_spec(spec: pb.TaskSpec, path: str = "task") -> TaskSubmissio
     return validate_submission(spec_to_dict(spec, path), path=path)
 
 
-def _json_text(value: Any) -> str:
-    return "" if value is None else json.dumps(value, separators=(",", ":"))
+def _json_text(text: str | None) -> str:
+    """Stored JSON text as the API sends it: JSON ``null`` (or nothing) is empty."""
+    return "" if text is None or text == "null" else text
 
 
 def attempt_to_proto(attempt: Attempt) -> pb.Attempt:
@@ -155,8 +106,8 @@ def task_to_proto(task: TaskRecord, now: datetime) -> pb.Task:
         queue=task.queue,
         handler=task.handler,
         state=task.visible_state(now).value,
-        payload_json=_json_text(task.payload),
-        result_json=_json_text(task.result),
+        payload_json=_json_text(task.payload_json),
+        result_json=_json_text(task.result_json),
         error=task.error or "",
         traceback=task.traceback or "",
         priority=task.priority,

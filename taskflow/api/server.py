@@ -30,6 +30,11 @@ MESSAGE_PAYLOADS = 8
 MESSAGE_HEADROOM = 4 * 1024 * 1024
 
 
+#: Largest response the server sends; the Python client accepts as much (a task is bounded by
+#: its payload and result limits, a page of tasks by ``max_page_bytes``).
+MAX_SEND_BYTES = 64 * 1024 * 1024
+
+
 def max_message_bytes(settings: Settings) -> int:
     return settings.max_payload_bytes * MESSAGE_PAYLOADS + MESSAGE_HEADROOM
 
@@ -81,6 +86,7 @@ class ApiServer:
             ],
             options=[
                 ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", MAX_SEND_BYTES),
                 ("grpc.so_reuseport", 0),
             ],
         )

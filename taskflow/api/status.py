@@ -11,8 +11,7 @@ import grpc
 from grpc import aio
 
 from taskflow.api.types import Context
-from taskflow.engine import UNAVAILABLE_ERRORS
-from taskflow.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
+from taskflow.errors import STORE_ERRORS, InvalidArgument, NotFound, PayloadTooLarge, Unavailable
 
 log = logging.getLogger("taskflow.api")
 
@@ -29,7 +28,7 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, Unavailable):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
-    if isinstance(exc, UNAVAILABLE_ERRORS):
+    if isinstance(exc, STORE_ERRORS):
         return grpc.StatusCode.UNAVAILABLE, f"storage unavailable: {exc}"
     return grpc.StatusCode.INTERNAL, "internal error; see the server log"
 

@@ -10,10 +10,10 @@ from redis.asyncio import Redis
 
 from taskflow import keys as K
 from taskflow.keys import QueueKeys, QueueRef
-from taskflow.models import ClaimedTask, DispatchBlob, RateLimit
+from taskflow.models import ClaimedTask, DispatchBlob, ExpiredLease, RateLimit
 from taskflow.queue.scripts import Scripts
 
-__all__ = ["ClaimBatch", "Dispatcher", "EnqueueItem", "RateLimit", "Reclaimed"]
+__all__ = ["ClaimBatch", "Dispatcher", "EnqueueItem", "RateLimit", "RedisAction"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,20 @@ class ClaimBatch:
 
 
 @dataclass(frozen=True)
-class Reclaimed:
+class RedisAction:
+    """One step of ``complete.lua`` or ``reclaim.lua``: the claim it ends and how."""
+
     id: str
-    worker: str
-    attempt: int
-    outcome: str  # requeued, poison, cancelled
+    token: str
+    action: str  # complete: ack|retry|release; reclaim: requeue|delay|forget
+    arg: str = ""
+
+
+def _flat(items: Sequence[RedisAction]) -> list[Any]:
+    args: list[Any] = [len(items)]
+    for it in items:
+        args += [it.id, it.token, it.action, it.arg]
+    return args
 
 
 def _s(value: Any) -> str:
@@ -124,23 +133,11 @@ class Dispatcher:
         ]
         return ClaimBatch(tasks, now_ms, None if next_due < 0 else next_due)
 
-    async def ack(self, ref: QueueRef, items: Sequence[tuple[str, str, str]]) -> list[bool]:
-        """End claims ``(id, token, outcome)`` in a terminal state; False = lease was lost."""
+    async def complete(self, ref: QueueRef, items: Sequence[RedisAction]) -> list[bool]:
+        """End claims after PostgreSQL recorded them (``complete.lua``); False = stale token."""
         if not items:
             return []
-        args: list[Any] = [len(items)]
-        for task_id, token, outcome in items:
-            args += [task_id, token, outcome]
-        return [bool(x) for x in await self._scripts.run("ack", QueueKeys(ref), *args)]
-
-    async def retry(self, ref: QueueRef, items: Sequence[tuple[str, str, int, str]]) -> list[bool]:
-        """Return claims ``(id, token, delay_ms, mode)`` to the queue; mode retry|release."""
-        if not items:
-            return []
-        args: list[Any] = [len(items)]
-        for task_id, token, delay_ms, mode in items:
-            args += [task_id, token, delay_ms, mode]
-        return [bool(x) for x in await self._scripts.run("retry", QueueKeys(ref), *args)]
+        return [bool(x) for x in await self._scripts.run("complete", QueueKeys(ref), *_flat(items))]
 
     async def extend(
         self, ref: QueueRef, items: Sequence[tuple[str, str]], lease_ms: int
@@ -157,12 +154,26 @@ class Dispatcher:
         keys = QueueKeys(ref)
         return _s(await self._scripts.run("cancel", keys, task_id, keys.cancel_channel))
 
-    async def reclaim(self, ref: QueueRef, *, limit: int, max_lost: int) -> list[Reclaimed]:
-        raw = await self._scripts.run("reclaim", QueueKeys(ref), limit, max_lost)
+    async def expired(self, ref: QueueRef, *, limit: int) -> list[ExpiredLease]:
+        """Leases whose deadline passed (nothing changes; see ``reclaim``)."""
+        raw = await self._scripts.run("expired", QueueKeys(ref), limit)
         return [
-            Reclaimed(_s(raw[i]), _s(raw[i + 1]), int(raw[i + 2]), _s(raw[i + 3]))
-            for i in range(0, len(raw), 4)
+            ExpiredLease(
+                task_id=_s(raw[i]),
+                token=_s(raw[i + 1]),
+                worker=_s(raw[i + 2]),
+                attempt=int(raw[i + 3]),
+                lost=int(raw[i + 4]),
+                cancel_requested=bool(int(raw[i + 5])),
+            )
+            for i in range(0, len(raw), 6)
         ]
+
+    async def reclaim(self, ref: QueueRef, items: Sequence[RedisAction]) -> list[bool]:
+        """End expired leases as PostgreSQL decided (``reclaim.lua``); False = changed hands."""
+        if not items:
+            return []
+        return [bool(x) for x in await self._scripts.run("reclaim", QueueKeys(ref), *_flat(items))]
 
     async def promote(self, ref: QueueRef, limit: int = 10000) -> int:
         return int(await self._scripts.run("promote", QueueKeys(ref), limit))

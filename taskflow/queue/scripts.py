@@ -11,7 +11,16 @@ from redis.commands.core import AsyncScript
 
 from taskflow.keys import QueueKeys
 
-SCRIPT_NAMES = ("enqueue", "claim", "ack", "retry", "extend", "cancel", "reclaim", "promote")
+SCRIPT_NAMES = (
+    "enqueue",
+    "claim",
+    "complete",
+    "extend",
+    "cancel",
+    "expired",
+    "reclaim",
+    "promote",
+)
 
 
 @cache

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -15,6 +15,7 @@ from taskflow.config import Settings
 from taskflow.models import (
     Attempt,
     AttemptResult,
+    ExpiredLease,
     RetryPolicy,
     SubmitResult,
     TaskRecord,
@@ -25,10 +26,12 @@ from taskflow.models import (
 T = TypeVar("T")
 
 _TERMINAL_SQL = "('succeeded', 'failed', 'cancelled')"
-_COLUMNS = """id::text, namespace, queue, handler, payload, priority, state, attempts, failures,
+_COLUMNS = """id::text, namespace, queue, handler, coalesce(payload::text, 'null') AS payload,
+    priority, state, attempts, failures,
     max_retries, max_retries_set, timeout_seconds, retry_initial, retry_multiplier, retry_max,
     idempotency_key, concurrency_key, concurrency_limit, labels, run_at, created_at, started_at,
-    finished_at, updated_at, result, error, traceback, progress, progress_message"""
+    finished_at, updated_at, result::text AS result, error, traceback, progress,
+    progress_message"""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class NewTask:
     id: str
     spec: TaskSubmission
     state: TaskState
+    #: When the engine accepted it: the instant a delay counts from (one clock for both).
+    created_at: datetime
     run_at: datetime
     max_retries: int
     retry: RetryPolicy
@@ -51,15 +56,43 @@ class Claim:
     attempt: int
     worker: str
     started_at: datetime
+    token: str = ""
 
 
 @dataclass(frozen=True)
-class LostLease:
+class Progress:
     task_id: str
     attempt: int
-    worker: str
-    state: TaskState  # queued (dispatched again), failed (poison) or cancelled
-    error: str | None
+    fraction: float
+    message: str | None
+
+
+@dataclass(frozen=True)
+class RecordedResult:
+    won: bool  # this attempt's outcome is the one recorded for it
+    state: TaskState | None  # the task's state in PostgreSQL now (None: the task is gone)
+
+
+@dataclass
+class BatchRecord:
+    """What a batch made of the record: per result ``(task id, attempt)``, and the claims of
+    tasks that had already ended (cancelled, or a duplicate delivery): their handlers stop."""
+
+    results: dict[tuple[str, int], RecordedResult] = field(default_factory=dict)
+    already_ended: set[tuple[str, int]] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class ExpiredOutcome:
+    task_id: str
+    ended: bool  # this call ended the attempt as lost (else it already had an outcome)
+    state: TaskState | None  # the task's state now (None: the task is gone)
+    failures: int
+    run_at: datetime | None
+
+
+def _state(value: str | None) -> TaskState | None:
+    return None if value is None else TaskState(value)
 
 
 def _record(row: dict[str, Any], attempts: Sequence[Attempt] = ()) -> TaskRecord:
@@ -69,7 +102,7 @@ def _record(row: dict[str, Any], attempts: Sequence[Attempt] = ()) -> TaskRecord
         queue=row["queue"],
         handler=row["handler"],
         state=TaskState(row["state"]),
-        payload=row["payload"],
+        payload_json=row["payload"],
         priority=row["priority"],
         attempts=row["attempts"],
         failures=row["failures"],
@@ -90,7 +123,7 @@ def _record(row: dict[str, Any], attempts: Sequence[Attempt] = ()) -> TaskRecord
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         updated_at=row["updated_at"],
-        result=row["result"],
+        result_json=row["result"],
         error=row["error"],
         traceback=row["traceback"],
         progress=row["progress"],
@@ -113,7 +146,9 @@ class TaskStore:
             max_size=max(min_size, settings.db_pool_size),
             open=False,
             timeout=settings.db_timeout_seconds,
-            kwargs={"autocommit": False},
+            # Statements commit on their own; several-statement writes use conn.transaction()
+            # or a pipeline, so no transaction is ever left open between two awaits.
+            kwargs={"autocommit": True},
         )
         await pool.open(wait=True, timeout=max(30.0, settings.db_timeout_seconds))
         return cls(pool)
@@ -136,7 +171,7 @@ class TaskStore:
             cols["namespace"].append(s.namespace)
             cols["queue"].append(s.queue)
             cols["handler"].append(s.handler)
-            cols["payload"].append(json.dumps(s.payload))
+            cols["payload"].append(s.payload_json)
             cols["priority"].append(s.priority)
             cols["state"].append(t.state.value)
             cols["max_retries"].append(t.max_retries)
@@ -150,6 +185,7 @@ class TaskStore:
             cols["concurrency_limit"].append(s.concurrency_limit)
             cols["labels"].append(json.dumps(s.labels))
             cols["run_at"].append(t.run_at)
+            cols["created_at"].append(t.created_at)
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(_INSERT_SQL, [cols[name] for name in _INSERT_COLUMNS])
             inserted = {row[0] for row in await cur.fetchall()}
@@ -258,157 +294,135 @@ class TaskStore:
                     per_queue[state] = n
         return counts
 
-    # -- worker writes ------------------------------------------------------------------------
+    # -- the completion path -----------------------------------------------------------------
 
     async def record_batch(
         self,
         claims: Sequence[Claim],
         results: Sequence[AttemptResult],
-        progress: Mapping[str, tuple[float, str | None]] | None = None,
-    ) -> None:
-        """Claims, progress, then attempt results, in one transaction: a batch may hold the
-        claim, the last progress and the result of the same attempt. A task's first terminal
-        transition wins; later ones change nothing.
+        progress: Sequence[Progress] = (),
+    ) -> BatchRecord:
+        """Claims, progress, then attempt results: one round trip, one implicit transaction.
 
-        A task may appear more than once (a quick retry claimed again within one batch): the
-        task row takes its latest attempt, every attempt row is written.
+        The statements go out together in pipeline mode on an autocommit connection, so
+        PostgreSQL runs them as one transaction and no transaction ever waits on this process.
+        A refused batch is rolled back whole (the caller splits it to find the bad rows).
+
+        The attempt row is the fence: a result is recorded only when its attempt is still
+        ``running`` (or already holds this very outcome under this token: the batch is being
+        repeated after an ambiguous commit), and only a recorded result may move the task. A
+        claim of a task that already finished is recorded as ``superseded`` (``cancelled`` when
+        the task was cancelled before the claim was recorded); a claim ends the
+        task's older attempts that are still open as ``lost`` (a new lease proves the old one
+        gone). A task's first terminal state wins.
         """
-        async with self.pool.connection() as conn, conn.transaction():
-            if claims:
-                latest = _latest(claims, lambda c: (c.task_id, c.attempt))
-                await conn.execute(
-                    f"""UPDATE tasks t SET state = 'running', attempts = v.attempt,
-                            worker = v.worker, updated_at = now(),
-                            started_at = coalesce(t.started_at, v.started_at)
-                        FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::timestamptz[])
-                             AS v(id, attempt, worker, started_at)
-                        WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL}
-                          AND t.attempts <= v.attempt""",
-                    [
-                        [c.task_id for c in latest],
-                        [c.attempt for c in latest],
-                        [c.worker for c in latest],
-                        [c.started_at for c in latest],
-                    ],
-                )
-                await conn.execute(
-                    """INSERT INTO task_attempts (task_id, number, worker, started_at, outcome)
-                       SELECT v.id, v.attempt, v.worker, v.started_at, 'running'
-                       FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::timestamptz[])
-                            AS v(id, attempt, worker, started_at)
-                       JOIN tasks t ON t.id = v.id
-                       ON CONFLICT (task_id, number) DO NOTHING""",
+        statements: list[tuple[Any, list[Any]]] = []
+        if claims:
+            latest = _latest(claims, lambda c: (c.task_id, c.attempt))
+            ids, attempts = [c.task_id for c in latest], [c.attempt for c in latest]
+            statements.append((_END_SUPERSEDED_ATTEMPTS, [ids, attempts]))
+            statements.append(
+                (
+                    _INSERT_CLAIMED_ATTEMPTS,
                     [
                         [c.task_id for c in claims],
                         [c.attempt for c in claims],
                         [c.worker for c in claims],
+                        [c.token for c in claims],
                         [c.started_at for c in claims],
                     ],
                 )
-            if progress:
-                await conn.execute(
-                    """UPDATE tasks t SET progress = v.progress, progress_message = v.message,
-                           updated_at = now()
-                       FROM unnest(%b::uuid[], %b::float8[], %b::text[]) AS v(id, progress, message)
-                       WHERE t.id = v.id""",
+            )
+            statements.append(
+                (
+                    _MARK_RUNNING,
+                    [ids, attempts, [c.worker for c in latest], [c.started_at for c in latest]],
+                )
+            )
+        if progress:
+            statements.append(
+                (
+                    _SET_PROGRESS,
                     [
-                        list(progress),
-                        [p for p, _ in progress.values()],
-                        [m for _, m in progress.values()],
+                        [p.task_id for p in progress],
+                        [p.attempt for p in progress],
+                        [p.fraction for p in progress],
+                        [p.message for p in progress],
                     ],
                 )
-            if results:
-                await self._apply_results(conn, results)
+            )
+        if results:
+            statements.append(
+                (
+                    _RECORD_RESULTS,
+                    [
+                        [r.task_id for r in results],
+                        [r.attempt for r in results],
+                        [r.token for r in results],
+                        [r.state.value for r in results],
+                        [r.outcome.value for r in results],
+                        [r.result_json for r in results],
+                        [r.error for r in results],
+                        [r.traceback for r in results],
+                        [r.next_run_at for r in results],
+                        [r.finished_at for r in results],
+                        [r.count_failure for r in results],
+                    ],
+                )
+            )
+        cursors = await self._pipeline(statements)
+        record = BatchRecord()
+        if claims:
+            inserted = await cursors[1].fetchall()
+            record.already_ended = {(r[0], r[1]) for r in inserted if r[2]}
+        if results:
+            rows = await cursors[-1].fetchall()
+            record.results = {
+                (r[0], r[1]): RecordedResult(won=r[2], state=_state(r[3])) for r in rows
+            }
+        return record
 
-    async def _apply_results(self, conn: Any, results: Sequence[AttemptResult]) -> None:
-        # Failures are facts about attempts: counted even when a later claim of the same task
-        # already moved its row on (the state update below then leaves the row alone).
-        failed: dict[str, int] = {}
-        for r in results:
-            if r.count_failure:
-                failed[r.task_id] = failed.get(r.task_id, 0) + 1
-        if failed:
-            await conn.execute(
-                """UPDATE tasks t SET failures = t.failures + v.n
-                   FROM unnest(%b::uuid[], %b::int[]) AS v(id, n) WHERE t.id = v.id""",
-                [list(failed), list(failed.values())],
-            )
-        latest = _latest(results, lambda r: (r.task_id, r.attempt))
-        await conn.execute(
-            f"""UPDATE tasks t SET
-                    state = v.state,
-                    result = coalesce(v.result::jsonb, t.result),
-                    error = CASE WHEN v.state = 'succeeded' THEN NULL
-                                 ELSE coalesce(v.error, t.error) END,
-                    traceback = CASE WHEN v.state = 'succeeded' THEN NULL
-                                     ELSE coalesce(v.traceback, t.traceback) END,
-                    run_at = coalesce(v.run_at, t.run_at),
-                    finished_at = CASE WHEN v.state IN {_TERMINAL_SQL}
-                                       THEN v.finished_at ELSE NULL END,
-                    updated_at = now()
-                FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::text[],
-                            %b::text[], %b::timestamptz[], %b::timestamptz[])
-                     AS v(id, attempt, state, result, error, traceback, run_at, finished_at)
-                WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL}
-                  AND t.attempts <= v.attempt""",
-            [
-                [r.task_id for r in latest],
-                [r.attempt for r in latest],
-                [r.state.value for r in latest],
-                [r.result_json for r in latest],
-                [r.error for r in latest],
-                [r.traceback for r in latest],
-                [r.next_run_at for r in latest],
-                [r.finished_at for r in latest],
-            ],
-        )
-        await conn.execute(
-            """UPDATE task_attempts a SET outcome = v.outcome, error = v.error,
-                   finished_at = v.finished_at
-               FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::timestamptz[])
-                    AS v(id, attempt, outcome, error, finished_at)
-               WHERE a.task_id = v.id AND a.number = v.attempt AND a.outcome = 'running'""",
-            [
-                [r.task_id for r in results],
-                [r.attempt for r in results],
-                [r.outcome.value for r in results],
-                [r.error for r in results],
-                [r.finished_at for r in results],
-            ],
-        )
+    async def _pipeline(self, statements: Sequence[tuple[Any, list[Any]]]) -> list[Any]:
+        """Run ``statements`` as one implicit transaction in one round trip; their cursors."""
+        async with self.pool.connection() as conn, conn.pipeline():
+            return [await conn.execute(sql, params) for sql, params in statements]
 
-    async def record_lost(self, lost: Sequence[LostLease]) -> None:
-        """Leases that expired: the attempt is ``lost``; the task waits, fails or is cancelled."""
-        if not lost:
-            return
-        async with self.pool.connection() as conn, conn.transaction():
-            ids = [x.task_id for x in lost]
-            attempts = [x.attempt for x in lost]
-            await conn.execute(
-                f"""UPDATE tasks t SET state = v.state, error = coalesce(v.error, t.error),
-                        attempts = greatest(t.attempts, v.attempt),
-                        finished_at = CASE WHEN v.state IN {_TERMINAL_SQL} THEN now() END,
-                        updated_at = now()
-                    FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[])
-                         AS v(id, attempt, state, error)
-                    WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL}
-                      AND t.attempts <= v.attempt""",
-                [ids, attempts, [x.state.value for x in lost], [x.error for x in lost]],
+    async def end_expired(
+        self, leases: Sequence[ExpiredLease], *, max_lost: int, poison_error: str
+    ) -> list[ExpiredOutcome]:
+        """Leases whose deadline passed: end each one's attempt as ``lost`` unless it already
+        has an outcome, and move the task (queued again; ``failed`` as poison after
+        ``max_lost`` lost leases; ``cancelled`` when a cancel was pending). One statement.
+
+        Returns, per lease, whether this call ended the attempt and what PostgreSQL now says
+        of the task, from which Redis is repaired.
+        """
+        if not leases:
+            return []
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                _END_EXPIRED,
+                [
+                    max_lost,
+                    poison_error,
+                    [x.task_id for x in leases],
+                    [x.attempt for x in leases],
+                    [x.worker for x in leases],
+                    [x.lost for x in leases],
+                    [x.cancel_requested for x in leases],
+                ],
             )
-            # The claim of a worker that died at once may never have reached PostgreSQL:
-            # the lost attempt is recorded either way.
-            await conn.execute(
-                """INSERT INTO task_attempts
-                       (task_id, number, worker, started_at, finished_at, outcome, error)
-                   SELECT v.id, v.attempt, v.worker, now(), now(), 'lost',
-                          'the worker stopped heartbeating; its lease expired'
-                   FROM unnest(%b::uuid[], %b::int[], %b::text[]) AS v(id, attempt, worker)
-                   JOIN tasks t ON t.id = v.id
-                   ON CONFLICT (task_id, number) DO UPDATE
-                   SET outcome = 'lost', finished_at = now(), error = excluded.error
-                   WHERE task_attempts.outcome = 'running'""",
-                [ids, attempts, [x.worker for x in lost]],
+            rows = await cur.fetchall()
+        return [
+            ExpiredOutcome(
+                task_id=r[0],
+                ended=r[1],
+                state=_state(r[2]),
+                failures=r[3] or 0,
+                run_at=r[4],
             )
+            for r in rows
+        ]
 
     # -- control ------------------------------------------------------------------------------
 
@@ -468,6 +482,130 @@ def _latest(items: Sequence[T], key: Callable[[T], tuple[str, int]]) -> list[T]:
     return [item for _, item in best.values()]
 
 
+_END_SUPERSEDED_ATTEMPTS: Any = b"""
+UPDATE task_attempts a SET outcome = 'lost', finished_at = now(),
+       error = 'the task was claimed again (attempt ' || v.attempt || ') while this attempt '
+               || 'was open: its lease had ended'
+FROM unnest(%b::uuid[], %b::int[]) AS v(id, attempt)
+WHERE a.task_id = v.id AND a.number < v.attempt AND a.outcome = 'running'
+"""
+
+_INSERT_CLAIMED_ATTEMPTS: Any = f"""
+INSERT INTO task_attempts (task_id, number, worker, token, started_at, outcome, finished_at, error)
+SELECT v.id, v.attempt, v.worker, v.token, v.started_at,
+       CASE WHEN t.state = 'cancelled' THEN 'cancelled'
+            WHEN t.state IN {_TERMINAL_SQL} THEN 'superseded' ELSE 'running' END,
+       CASE WHEN t.state IN {_TERMINAL_SQL} THEN now() END,
+       CASE WHEN t.state = 'cancelled' THEN 'cancelled before its claim was recorded'
+            WHEN t.state IN {_TERMINAL_SQL}
+            THEN 'claimed after the task had already ended (' || t.state || ')' END
+FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::timestamptz[])
+     AS v(id, attempt, worker, token, started_at)
+JOIN tasks t ON t.id = v.id
+ON CONFLICT (task_id, number) DO NOTHING
+RETURNING task_id::text, number, outcome <> 'running'
+""".encode()
+
+_MARK_RUNNING: Any = f"""
+UPDATE tasks t SET state = 'running', attempts = v.attempt, worker = v.worker,
+       updated_at = now(), started_at = coalesce(t.started_at, v.started_at)
+FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::timestamptz[])
+     AS v(id, attempt, worker, started_at)
+WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL} AND t.attempts <= v.attempt
+  AND EXISTS (SELECT 1 FROM task_attempts a
+              WHERE a.task_id = v.id AND a.number = v.attempt AND a.outcome = 'running')
+""".encode()
+
+_SET_PROGRESS: Any = b"""
+UPDATE tasks t SET progress = v.progress, progress_message = v.message, updated_at = now()
+FROM unnest(%b::uuid[], %b::int[], %b::float8[], %b::text[]) AS v(id, attempt, progress, message)
+WHERE t.id = v.id AND t.state = 'running' AND t.attempts = v.attempt
+"""
+
+# One row per reported result: (id, attempt, recorded by this call, the task's state now).
+_RECORD_RESULTS: Any = f"""
+WITH v AS (
+    SELECT * FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::text[], %b::text[], %b::text[],
+                         %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::bool[])
+        AS v(id, attempt, token, state, outcome, result, error, traceback, run_at, finished_at,
+             count_failure)
+),
+won AS (
+    UPDATE task_attempts a SET outcome = v.outcome, error = v.error, finished_at = v.finished_at
+    FROM v
+    WHERE a.task_id = v.id AND a.number = v.attempt AND a.outcome = 'running'
+    RETURNING a.task_id, a.number
+),
+latest AS (
+    SELECT DISTINCT ON (v.id) v.*,
+           count(*) FILTER (WHERE v.count_failure) OVER (PARTITION BY v.id) AS failed
+    FROM v JOIN won ON won.task_id = v.id AND won.number = v.attempt
+    ORDER BY v.id, v.attempt DESC
+),
+moved AS (
+    UPDATE tasks t SET
+        state = l.state,
+        result = coalesce(l.result::jsonb, t.result),
+        error = CASE WHEN l.state = 'succeeded' THEN NULL ELSE coalesce(l.error, t.error) END,
+        traceback = CASE WHEN l.state = 'succeeded' THEN NULL
+                         ELSE coalesce(l.traceback, t.traceback) END,
+        run_at = coalesce(l.run_at, t.run_at),
+        failures = t.failures + l.failed,
+        finished_at = CASE WHEN l.state IN {_TERMINAL_SQL} THEN l.finished_at END,
+        updated_at = now()
+    FROM latest l
+    WHERE t.id = l.id AND t.state NOT IN {_TERMINAL_SQL} AND t.attempts <= l.attempt
+    RETURNING t.id, t.state
+)
+SELECT v.id::text, v.attempt,
+       won.task_id IS NOT NULL OR (a.token = v.token AND a.outcome = v.outcome),
+       coalesce(moved.state, t.state)
+FROM v
+LEFT JOIN won ON won.task_id = v.id AND won.number = v.attempt
+LEFT JOIN moved ON moved.id = v.id
+LEFT JOIN tasks t ON t.id = v.id
+LEFT JOIN task_attempts a ON a.task_id = v.id AND a.number = v.attempt
+""".encode()
+
+# Per expired lease: (id, ended by this call, task state now, failures, run_at).
+_END_EXPIRED: Any = f"""
+WITH v AS (
+    SELECT v.*, %b::int AS max_lost, %b::text AS poison_error
+    FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::int[], %b::bool[])
+        AS v(id, attempt, worker, lost, cancel)
+),
+ended AS (
+    INSERT INTO task_attempts (task_id, number, worker, started_at, finished_at, outcome, error)
+    SELECT v.id, v.attempt, v.worker, now(), now(), 'lost',
+           'the worker stopped heartbeating; its lease expired'
+    FROM v JOIN tasks t ON t.id = v.id
+    ON CONFLICT (task_id, number) DO UPDATE
+        SET outcome = 'lost', finished_at = now(), error = excluded.error
+        WHERE task_attempts.outcome = 'running'
+    RETURNING task_id
+),
+moved AS (
+    UPDATE tasks t SET
+        state = CASE WHEN v.cancel THEN 'cancelled'
+                     WHEN v.lost + 1 >= v.max_lost THEN 'failed' ELSE 'queued' END,
+        error = CASE WHEN v.cancel THEN coalesce(t.error, 'cancelled')
+                     WHEN v.lost + 1 >= v.max_lost THEN v.poison_error ELSE t.error END,
+        finished_at = CASE WHEN v.cancel OR v.lost + 1 >= v.max_lost THEN now() END,
+        attempts = greatest(t.attempts, v.attempt),
+        updated_at = now()
+    FROM v JOIN ended ON ended.task_id = v.id
+    WHERE t.id = v.id AND t.state NOT IN {_TERMINAL_SQL}
+    RETURNING t.id, t.state
+)
+SELECT v.id::text, ended.task_id IS NOT NULL, coalesce(moved.state, t.state), t.failures,
+       t.run_at
+FROM v
+LEFT JOIN ended ON ended.task_id = v.id
+LEFT JOIN moved ON moved.id = v.id
+LEFT JOIN tasks t ON t.id = v.id
+""".encode()
+
+
 _INSERT_COLUMNS = (
     "id",
     "namespace",
@@ -487,6 +625,7 @@ _INSERT_COLUMNS = (
     "concurrency_limit",
     "labels",
     "run_at",
+    "created_at",
 )
 _INSERT_TYPES = (
     "uuid",
@@ -507,6 +646,7 @@ _INSERT_TYPES = (
     "int",
     "jsonb",
     "timestamptz",
+    "timestamptz",
 )
 _INSERT_SQL: Any = (
     f"INSERT INTO tasks ({', '.join(_INSERT_COLUMNS)}) "
@@ -515,4 +655,12 @@ _INSERT_SQL: Any = (
     "DO NOTHING RETURNING id::text"
 ).encode()
 
-__all__ = ["Claim", "LostLease", "NewTask", "TaskStore"]
+__all__ = [
+    "BatchRecord",
+    "Claim",
+    "ExpiredOutcome",
+    "NewTask",
+    "Progress",
+    "RecordedResult",
+    "TaskStore",
+]

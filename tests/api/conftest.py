@@ -15,8 +15,8 @@ from taskflow.api import ApiServer
 from taskflow.config import Settings
 from taskflow.engine import Engine
 from taskflow.keys import QueueRef
-from taskflow.models import AttemptResult, Outcome, TaskState, utcnow
-from taskflow.store.tasks import Claim
+from taskflow.models import ClaimedTask, Outcome, TaskState, utcnow
+from taskflow.worker_session import AttemptEnd, LeaseEvents, WorkerSession
 from taskflow_client.v1 import tasks_pb2 as pb
 from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
 
@@ -80,57 +80,53 @@ async def rpc_error(call: Any) -> Failure:
 
 
 class Dispatch:
-    """Moves tasks through their life the way a worker does: Redis claim, then PostgreSQL."""
+    """Moves tasks through their life the way a worker does, through a ``WorkerSession``."""
 
     def __init__(self, engine: Engine, queue: QueueRef = QUEUE) -> None:
         self.engine = engine
         self.queue = queue
-        self._claims: dict[str, tuple[str, int]] = {}
+        self.session = WorkerSession(
+            engine.settings,
+            WORKER,
+            engine.store,
+            engine.dispatcher,
+            engine.dispatcher,
+            LeaseEvents(cancel=lambda _: None, lost=lambda _: None),
+        )
+        self._claims: dict[str, ClaimedTask] = {}
 
     async def start(self, task_id: str) -> None:
         """Claim ``task_id`` (it must be the next ready task) and record it as running."""
-        batch = await self.engine.dispatcher.claim(self.queue, 1, lease_ms=60_000, worker=WORKER)
-        assert [t.id for t in batch.tasks] == [task_id]
-        claimed = batch.tasks[0]
-        self._claims[task_id] = (claimed.token, claimed.attempt)
-        await self.engine.store.record_batch(
-            [Claim(task_id, claimed.attempt, WORKER, utcnow())], []
-        )
+        tasks, _ = await self.session.claim(self.queue, 1)
+        assert [t.id for t in tasks] == [task_id]
+        self._claims[task_id] = tasks[0]
+        await self.session.flushed()
 
     async def finish(
-        self, task_id: str, state: TaskState, *, result_json: str | None = None, error: str = ""
+        self, task_id: str, state: TaskState, *, result: Any = None, error: str = ""
     ) -> None:
         """End the running attempt of ``task_id`` in a terminal ``state``."""
-        token, attempt = self._claims.pop(task_id)
-        assert await self.engine.dispatcher.ack(self.queue, [(task_id, token, state.value)]) == [
-            True
-        ]
-        outcome = Outcome.SUCCEEDED if state == TaskState.SUCCEEDED else Outcome.FAILED
-        await self.engine.store.record_batch(
-            [],
-            [
-                AttemptResult(
-                    task_id=task_id,
-                    attempt=attempt,
-                    worker=WORKER,
-                    state=state,
-                    outcome=outcome,
-                    finished_at=utcnow(),
-                    result_json=result_json,
-                    error=error or None,
-                    count_failure=state == TaskState.FAILED,
-                )
-            ],
-        )
+        claim = self._claims.pop(task_id)
+        if state is TaskState.SUCCEEDED:
+            end = AttemptEnd(Outcome.SUCCEEDED, result=result)
+        else:
+            end = AttemptEnd(Outcome.FAILED, error=error or None, retryable=False)
+        done = await self.session.finish(claim, end, max_retries=0)
+        assert done.recorded and done.redis, done
 
     async def dead_letter(self, task_id: str, error: str = "boom") -> None:
         await self.start(task_id)
         await self.finish(task_id, TaskState.FAILED, error=error)
 
+    async def close(self) -> None:
+        await self.session.close(5.0)
+
 
 @pytest.fixture
-def dispatch(engine: Engine) -> Dispatch:
-    return Dispatch(engine)
+async def dispatch(engine: Engine) -> AsyncIterator[Dispatch]:
+    d = Dispatch(engine)
+    yield d
+    await d.close()
 
 
 def closed_port_redis(settings: Settings) -> Settings:

@@ -86,7 +86,7 @@ async def test_queue_stats_count_ready_scheduled_running_and_finished(
     assert (stats.namespace, stats.queue) == ("default", QUEUE.name)
     assert (stats.ready, stats.scheduled, stats.running) == (2, 1, 1)
 
-    await dispatch.finish(first, TaskState.SUCCEEDED, result_json='{"ok": true}')
+    await dispatch.finish(first, TaskState.SUCCEEDED, result={"ok": True})
     stats = await grpc_stub.GetQueueStats(pb.GetQueueStatsRequest(queue=QUEUE.name))
     assert (stats.ready, stats.running, stats.succeeded) == (2, 0, 1)
 
@@ -105,7 +105,7 @@ async def test_finished_task_shows_result_and_attempt_history(
 ) -> None:
     task_id = await submit(grpc_stub)
     await dispatch.start(task_id)
-    await dispatch.finish(task_id, TaskState.SUCCEEDED, result_json='{"sum": 5, "none": null}')
+    await dispatch.finish(task_id, TaskState.SUCCEEDED, result={"sum": 5, "none": None})
     task = await grpc_stub.GetTask(pb.GetTaskRequest(task_id=task_id))
     assert task.state == "succeeded"
     assert json.loads(task.result_json) == {"sum": 5, "none": None}

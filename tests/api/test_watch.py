@@ -30,7 +30,7 @@ async def test_watch_streams_from_queued_to_succeeded(grpc_stub: Any, dispatch: 
     running = await stream.read()
     assert running.state == "running"
 
-    await dispatch.finish(task_id, TaskState.SUCCEEDED, result_json="42")
+    await dispatch.finish(task_id, TaskState.SUCCEEDED, result=42)
     done = await stream.read()
     assert (done.state, done.result_json) == ("succeeded", "42")
     assert await stream.read() == EOF
@@ -115,7 +115,7 @@ def record(i: int) -> TaskRecord:
         queue="jobs",
         handler="h",
         state=TaskState.QUEUED,
-        payload=None,
+        payload_json="null",
         priority=0,
         attempts=0,
         failures=0,

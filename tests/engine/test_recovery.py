@@ -16,6 +16,7 @@ from taskflow.config import Settings
 from taskflow.engine import Engine
 from taskflow.housekeeping import Housekeeper
 from taskflow.models import TaskState, new_task_id, utcnow, validate_submission
+from taskflow.queue.dispatch import RedisAction
 from taskflow.store.tasks import NewTask
 from taskflow_worker import Router, TaskContext
 from tests.engine.conftest import QUEUE, Submit, WorkerHarness, eventually, wait_for
@@ -118,7 +119,8 @@ async def test_expired_lease_is_reclaimed_and_the_stale_claim_is_fenced(
     task = await wait_for(engine, task_id)
     assert task.state == TaskState.SUCCEEDED and task.result == 2
     # The ghost comes back and tries to finish: its token no longer holds the task.
-    assert await engine.dispatcher.ack(QUEUE, [(task_id, claim.token, "failed")]) == [False]
+    stale = RedisAction(task_id, claim.token, "ack", "failed")
+    assert await engine.dispatcher.complete(QUEUE, [stale]) == [False]
     assert task.failures == 0
 
 
@@ -184,7 +186,13 @@ async def test_sigterm_drains_and_hands_back_what_does_not_finish(
 
     workers.start(router)
     task = await wait_for(engine, slow)
-    assert task.state == TaskState.SUCCEEDED and task.result == 1
+    # The hand-back is an attempt of its own; the run that finished is the next one.
+    assert task.state == TaskState.SUCCEEDED and task.result == 2
+    assert [(a.number, a.outcome) for a in task.attempt_history] == [
+        (1, "released"),
+        (2, "succeeded"),
+    ]
+    assert task.failures == 0
 
 
 async def test_redis_flushed_under_load_loses_nothing(
@@ -223,7 +231,8 @@ async def test_task_whose_enqueue_never_reached_redis_is_dispatched(
 ) -> None:
     spec = validate_submission({"queue": "jobs", "handler": "noop"})
     defaults = await engine.defaults_for(QUEUE)
-    orphan = NewTask(new_task_id(), spec, TaskState.QUEUED, utcnow(), 3, defaults.retry)
+    now = utcnow()
+    orphan = NewTask(new_task_id(), spec, TaskState.QUEUED, now, now, 3, defaults.retry)
     await engine.store.insert([orphan])  # committed, as if the API crashed before Redis
     router = Router()
 

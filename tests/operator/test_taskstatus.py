@@ -15,7 +15,7 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 def record(state: TaskState, **kw: object) -> TaskRecord:
     base = TaskRecord(
         id="0190a000-0000-7000-8000-000000000001", namespace="ns", queue="q", handler="h",
-        state=state, payload=None, priority=0, attempts=1, failures=0, max_retries=3,
+        state=state, payload_json="null", priority=0, attempts=1, failures=0, max_retries=3,
         timeout_seconds=0, retry=RetryPolicy(), idempotency_key=None, concurrency_key=None,
         concurrency_limit=None, labels={}, created_at=NOW, run_at=None, started_at=NOW,
         finished_at=None, updated_at=NOW,
@@ -36,7 +36,7 @@ def test_running_task_reads_as_running() -> None:
 
 
 def test_success_carries_result_and_completion() -> None:
-    done = record(TaskState.SUCCEEDED, result={"ok": 1}, finished_at=NOW, attempts=2)
+    done = record(TaskState.SUCCEEDED, result_json='{"ok": 1}', finished_at=NOW, attempts=2)
     s = mirrored_status(done, NOW)
     assert (s["phase"], s["result"], s["attempts"]) == ("Succeeded", {"ok": 1}, 2)
     assert s["completionTime"] == "2030-01-01T00:00:00Z"

@@ -1,42 +1,46 @@
-"""The worker process: claim in batches, run handlers concurrently, heartbeat, record.
+"""The worker process: claim in batches, run handlers concurrently, report how they end.
 
-Claims come from Redis (one script call per batch); outcomes go to Redis first (fenced by
-the claim's token, so a worker whose lease was taken over cannot record anything), then to
-PostgreSQL in batches. SIGTERM drains: no new claims, in-flight tasks get ``drain_grace``
-seconds, the rest are handed back unrun without counting a failure.
+Every transition of a task goes through the engine's ``WorkerSession`` (claims, heartbeats,
+outcomes recorded in PostgreSQL first, then Redis); this module only runs handlers. A slot is
+taken from the claim until the handler has really stopped: a sync handler that ignores a
+cancel or a timeout keeps its thread, and the slot, until it returns, so the worker never
+claims more than it can start at once. SIGTERM drains: no new claims, in-flight tasks get
+``drain_grace`` seconds, the rest are handed back unrun without counting a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import json
 import logging
 import os
 import socket
+import threading
 import time
-from collections import defaultdict
+import traceback
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
-import redis.asyncio as aioredis
-
-from taskflow.backoff import retry_delay
-from taskflow.batching import Coalescer
 from taskflow.config import Settings
-from taskflow.keys import QueueKeys, QueueRef
-from taskflow.models import AttemptResult, ClaimedTask, Outcome, TaskState, utcnow
-from taskflow.queue.dispatch import Dispatcher, RateLimit
-from taskflow.recording import ResultRecorder
-from taskflow.store.tasks import TaskStore
-from taskflow_worker.context import TaskContext
-from taskflow_worker.execution import Execution, execute
-from taskflow_worker.router import Router
+from taskflow.errors import STORE_ERRORS
+from taskflow.keys import QueueRef
+from taskflow.models import ClaimedTask, Outcome
+from taskflow.worker_session import AttemptEnd, LeaseEvents, WorkerSession
+from taskflow_worker.context import PermanentError, TaskContext
+from taskflow_worker.router import HandlerSpec, Router
+from taskflow_worker.threads import HandlerThreads
 
 log = logging.getLogger("taskflow.worker")
 
-AckItem = tuple[str, str, str]
+#: How long a drained worker waits for its last outcomes to be recorded before it exits.
+FLUSH_TIMEOUT = 5.0
+#: How long a handler asked to stop (cancel, timeout) may take before its slot is counted as
+#: held by an abandoned handler.
+STOP_GRACE = 1.0
 
 
 @dataclass
@@ -50,11 +54,22 @@ class WorkerConfig:
 
 @dataclass
 class InFlight:
+    """A claim from the moment it is taken until its handler has really stopped."""
+
     claim: ClaimedTask
     ctx: TaskContext
     task: asyncio.Task[None] | None = None
-    cancel_requested: bool = False
-    lease_lost: bool = False
+    handler: asyncio.Future[Any] | None = None  # the handler's coroutine task or thread call
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_reason: str = ""  # cancel | lost | ended | drain
+    started: float = field(default_factory=time.monotonic)
+    abandoned: bool = False  # its outcome is reported; the handler has not stopped yet
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.ctx._cancelled.set()
+            self.stop.set()
 
 
 class Worker:
@@ -70,29 +85,34 @@ class Worker:
         self.claimed_total = 0
         self.finished_total = 0
         self.draining = False
-        self._lease_ms = int(settings.lease_seconds * 1000)
         self._slot_freed = asyncio.Event()
-        self._executor = ThreadPoolExecutor(
-            max_workers=config.concurrency, thread_name_prefix="taskflow-handler"
-        )
-        self._store: TaskStore | None = None
-        self._dispatcher: Dispatcher | None = None
-        self._waiter: Dispatcher | None = None
-        self._recorder: ResultRecorder | None = None
-        self._ackers: dict[QueueRef, Coalescer[AckItem, bool]] = {}
-        self._rates: dict[QueueRef, tuple[float, RateLimit | None]] = {}
+        self._threads = HandlerThreads(config.concurrency)
+        self._session: WorkerSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+
+    @property
+    def abandoned(self) -> int:
+        """Handlers whose task is over (timed out, cancelled, lease lost) but still running."""
+        return sum(1 for f in self.inflight.values() if f.abandoned)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain."""
-        self._store = await TaskStore.open(self.settings, min_size=1)
-        self._dispatcher = Dispatcher(aioredis.Redis.from_url(self.settings.redis_url))
-        self._waiter = Dispatcher(aioredis.Redis.from_url(self.settings.redis_url))
-        self._recorder = ResultRecorder(self._store)
-        self._recorder.start()
-        for ref in self.config.queues:
-            await self._dispatcher.register_queue(ref)
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        events = LeaseEvents(
+            cancel=partial(self._stop_flight, reason="cancel"),
+            lost=partial(self._stop_flight, reason="lost"),
+            ended=partial(self._stop_flight, reason="ended"),
+        )
+        session = self._session = await WorkerSession.open(self.settings, self.config.name, events)
+        try:
+            await session.register(self.config.queues)
+        except BaseException:
+            await session.close(0)
+            raise
         log.info(
             "worker started",
             extra={
@@ -103,8 +123,10 @@ class Worker:
             },
         )
         claimer = asyncio.create_task(self._claim_loop(), name="claim-loop")
-        heart = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
-        listener = asyncio.create_task(self._cancel_listener(), name="cancel-listener")
+        heart = asyncio.create_task(session.heartbeat_forever(), name="heartbeat")
+        listener = asyncio.create_task(
+            session.watch_cancellations(self.config.queues), name="cancel-listener"
+        )
         try:
             await stop.wait()
         finally:
@@ -112,52 +134,37 @@ class Worker:
             claimer.cancel()
             await asyncio.gather(claimer, return_exceptions=True)
             await self._drain()
+            await session.close(FLUSH_TIMEOUT)
             heart.cancel()
             listener.cancel()
             await asyncio.gather(heart, listener, return_exceptions=True)
-            await self._recorder.close()
-            await self._store.close()
-            await self._dispatcher.redis.aclose()
-            await self._waiter.redis.aclose()
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._threads.shutdown()
+            if self.abandoned:
+                log.warning(
+                    "stopped with handlers still running (they ignored cancellation)",
+                    extra={"count": self.abandoned},
+                )
             log.info("worker stopped", extra={"worker": self.config.name})
 
     async def _drain(self) -> None:
-        pending = [f.task for f in self.inflight.values() if f.task is not None]
-        if pending:
+        running = [f for f in self.inflight.values() if not f.abandoned and f.task is not None]
+        if running:
             log.info(
-                "draining", extra={"in_flight": len(pending), "grace": self.config.drain_grace}
+                "draining", extra={"in_flight": len(running), "grace": self.config.drain_grace}
             )
-            await asyncio.wait(pending, timeout=self.config.drain_grace)
-        leftovers = list(self.inflight.values())
+            await asyncio.wait([f.task for f in running if f.task], timeout=self.config.drain_grace)
+        leftovers = [f for f in self.inflight.values() if not f.abandoned and f.task is not None]
         for f in leftovers:
-            if f.task is not None:
-                f.task.cancel()
+            f.request_stop("drain")
         if leftovers:
             await asyncio.gather(*(f.task for f in leftovers if f.task), return_exceptions=True)
-            await self._release(leftovers)
-
-    async def _release(self, flights: Sequence[InFlight]) -> None:
-        """Hand tasks back unrun: they run again soon, and no failure is counted."""
-        assert self._dispatcher is not None and self._recorder is not None
-        by_queue: dict[QueueRef, list[InFlight]] = defaultdict(list)
-        for f in flights:
-            by_queue[f.claim.queue].append(f)
-        for ref, group in by_queue.items():
-            ok = await self._dispatcher.retry(
-                ref, [(f.claim.id, f.claim.token, 0, "release") for f in group]
-            )
-            for f, accepted in zip(group, ok, strict=True):
-                self.inflight.pop(f.claim.id, None)
-                if accepted:
-                    released = Execution(Outcome.RELEASED, error="worker shut down")
-                    self._recorder.result(_attempt_result(f, TaskState.QUEUED, released))
-        log.info("handed back unfinished tasks", extra={"count": len(flights)})
+            log.info("handed back unfinished tasks", extra={"count": len(leftovers)})
 
     # -- claiming -----------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        assert self._dispatcher is not None and self._waiter is not None
+        session = self._session
+        assert session is not None
         idle_wait = 0.0
         # Claim in batches: with few free slots, wait briefly for more to free up.
         threshold = max(1, min(self.config.claim_batch, self.config.concurrency // 4))
@@ -172,36 +179,33 @@ class Worker:
                     continue
             got = 0
             next_due: int | None = None
-            now_ms = 0
             for ref in self.config.queues:
                 want = min(free - got, self.config.claim_batch)
                 if want <= 0:
                     break
                 try:
-                    rate = await self._rate_limit(ref)
-                    batch = await self._dispatcher.claim(
-                        ref, want, lease_ms=self._lease_ms, worker=self.config.name, rate=rate
-                    )
-                except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+                    tasks, due = await session.claim(ref, want)
+                except STORE_ERRORS as exc:
                     log.warning("claim failed; retrying", extra={"error": str(exc)})
                     await asyncio.sleep(1.0)
                     continue
-                now_ms = batch.now_ms
-                if batch.next_due_ms is not None:
-                    next_due = min(next_due or batch.next_due_ms, batch.next_due_ms)
-                for claim in batch.tasks:
+                except Exception:
+                    log.exception("claim failed; retrying")
+                    await asyncio.sleep(1.0)
+                    continue
+                if due is not None:
+                    next_due = due if next_due is None else min(next_due, due)
+                for claim in tasks:
                     self._start(claim)
-                got += len(batch.tasks)
+                got += len(tasks)
             if got:
                 idle_wait = 0.0
                 continue
             idle_wait = min(1.0, idle_wait * 2 or 0.05)
-            timeout = idle_wait
-            if next_due is not None and now_ms:
-                timeout = max(0.005, min(timeout, (next_due - now_ms) / 1000))
+            timeout = idle_wait if next_due is None else max(0.005, min(idle_wait, next_due / 1000))
             try:
-                await self._waiter.wait_for_work(self.config.queues, timeout)
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+                await session.wait_for_work(self.config.queues, timeout)
+            except STORE_ERRORS:
                 await asyncio.sleep(timeout)
 
     def _max_retries(self, claim: ClaimedTask) -> int:
@@ -212,19 +216,7 @@ class Worker:
                 return spec.max_retries
         return claim.blob.max_retries
 
-    async def _rate_limit(self, ref: QueueRef) -> RateLimit | None:
-        """The queue's rate limit, re-read at most once a second."""
-        assert self._dispatcher is not None
-        now = time.monotonic()
-        cached = self._rates.get(ref)
-        if cached is None or now - cached[0] > 1.0:
-            cached = (now, await self._dispatcher.rate_limit(ref))
-            self._rates[ref] = cached
-        return cached[1]
-
     def _start(self, claim: ClaimedTask) -> None:
-        assert self._recorder is not None
-        recorder = self._recorder
         self.claimed_total += 1
         ctx = TaskContext(
             task_id=claim.id,
@@ -238,169 +230,138 @@ class Worker:
                 logging.getLogger("taskflow.task"),
                 {"task_id": claim.id, "handler": claim.handler, "attempt": claim.attempt},
             ),
-            _report=recorder.progress,
+            _report=partial(self._progress, claim),
             failures=claim.failures,
         )
         flight = InFlight(claim, ctx)
         self.inflight[claim.id] = flight
-        recorder.claim(claim.id, claim.attempt, self.config.name, utcnow())
         flight.task = asyncio.create_task(self._run_one(flight), name=f"task-{claim.id}")
+
+    def _progress(
+        self, claim: ClaimedTask, task_id: str, fraction: float, message: str | None
+    ) -> None:
+        """``ctx.progress`` from a handler: async ones call it on the loop, sync ones from
+        their thread."""
+        session, loop = self._session, self._loop
+        if session is None or loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            session.progress(claim, fraction, message)
+        else:
+            loop.call_soon_threadsafe(session.progress, claim, fraction, message)
+
+    def _stop_flight(self, task_id: str, *, reason: str) -> None:
+        flight = self.inflight.get(task_id)
+        if flight is not None and not flight.abandoned:
+            flight.request_stop(reason)
 
     # -- running ------------------------------------------------------------------------------
 
     async def _run_one(self, flight: InFlight) -> None:
+        session = self._session
+        assert session is not None
+        claim = flight.claim
+        try:
+            end = await self._execute(flight)
+        except Exception as exc:  # a defect of the runtime itself: fail the attempt, loudly
+            log.exception("running task %s failed", claim.id)
+            end = AttemptEnd(Outcome.FAILED, error=f"worker error: {exc!r}", retryable=True)
+        reason = flight.stop_reason
+        if reason == "drain":
+            session.release(claim, "the worker shut down before the handler finished")
+        elif reason == "lost":
+            session.abandon(claim)  # housekeeping ended this attempt; it owns the task now
+        elif reason == "ended":
+            # the task had ended before this claim: the record refuses this attempt's outcome
+            # and the claim is dropped in Redis
+            session.finish(claim, AttemptEnd(Outcome.CANCELLED, retryable=False), max_retries=0)
+        else:
+            session.finish(claim, end, max_retries=flight.ctx.max_retries)
+            if end.outcome is Outcome.FAILED or end.outcome is Outcome.TIMEOUT:
+                log.info(
+                    "task failed",
+                    extra={"task_id": claim.id, "attempt": claim.attempt, "error": end.error},
+                )
+        self.finished_total += 1
+        if flight.handler is not None and not flight.handler.done():
+            await asyncio.wait({flight.handler}, timeout=STOP_GRACE)
+        if flight.handler is not None and not flight.handler.done():
+            flight.abandoned = True
+            log.warning(
+                "handler did not stop when asked; its slot stays taken until it returns",
+                extra={
+                    "task_id": claim.id,
+                    "handler": claim.handler,
+                    "reason": reason or "timeout",
+                },
+            )
+            flight.handler.add_done_callback(lambda _: self._free(flight))
+        else:
+            self._free(flight)
+
+    def _free(self, flight: InFlight) -> None:
+        if flight.abandoned:
+            log.info(
+                "abandoned handler returned",
+                extra={
+                    "task_id": flight.claim.id,
+                    "seconds": round(time.monotonic() - flight.started, 3),
+                },
+            )
+        if self.inflight.get(flight.claim.id) is flight:
+            del self.inflight[flight.claim.id]
+        self._slot_freed.set()
+
+    async def _execute(self, flight: InFlight) -> AttemptEnd:
+        """Run the handler until it ends, times out or is asked to stop; classify the end."""
         claim = flight.claim
         spec = self.router.get(claim.handler)
         if spec is None:
             known = ", ".join(self.router.names()) or "none"
-            execution = Execution(
+            return AttemptEnd(
                 Outcome.FAILED,
                 error=f"unknown handler {claim.handler!r}: this worker registers {known}",
                 retryable=False,
             )
-        else:
-            timeout = claim.blob.timeout_seconds or spec.timeout
-            try:
-                execution = await execute(
-                    spec, flight.ctx, claim.blob.payload_json, timeout, self._executor
-                )
-            except asyncio.CancelledError:
-                if flight.lease_lost or (self.draining and not flight.cancel_requested):
-                    raise
-                execution = Execution(
-                    Outcome.CANCELLED, error="cancelled while running", retryable=False
-                )
         try:
-            await self._finish(flight, execution)
+            payload = json.loads(claim.blob.payload_json)
+        except ValueError as exc:
+            return AttemptEnd(Outcome.FAILED, error=f"payload is not JSON: {exc}", retryable=False)
+        timeout = claim.blob.timeout_seconds or spec.timeout or None
+        flight.handler = self._call(spec, flight.ctx, payload)
+        stopped = asyncio.ensure_future(flight.stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {flight.handler, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
-            self.inflight.pop(claim.id, None)
-            self.finished_total += 1
-            self._slot_freed.set()
-
-    async def _finish(self, flight: InFlight, ex: Execution) -> None:
-        assert self._dispatcher is not None
-        claim = flight.claim
-        if ex.outcome in (Outcome.SUCCEEDED, Outcome.CANCELLED):
-            await self._end(flight, TaskState(ex.outcome.value), ex)
-            return
-        failures = claim.failures + 1
-        if ex.retryable and failures <= self._max_retries(claim):
-            delay = retry_delay(claim.blob.retry, failures)
-            ok = await self._dispatcher.retry(
-                claim.queue, [(claim.id, claim.token, int(delay * 1000), "retry")]
-            )
-            if ok[0] and self._recorder is not None:
-                due = utcnow() + timedelta(seconds=delay)
-                self._recorder.result(_attempt_result(flight, TaskState.RETRYING, ex, due))
-            log.info(
-                "task failed; retrying",
-                extra={
-                    "task_id": claim.id,
-                    "attempt": claim.attempt,
-                    "delay": round(delay, 3),
-                    "error": ex.error,
-                },
-            )
-            return
-        await self._end(flight, TaskState.FAILED, ex)
-        log.warning(
-            "task failed",
-            extra={"task_id": claim.id, "attempt": claim.attempt, "error": ex.error},
-        )
-
-    async def _end(self, flight: InFlight, state: TaskState, ex: Execution) -> None:
-        """Ack in Redis (fenced by the claim's token), then record in PostgreSQL."""
-        if await self._ack(flight.claim, state.value) and self._recorder is not None:
-            self._recorder.result(_attempt_result(flight, state, ex))
-
-    async def _ack(self, claim: ClaimedTask, outcome: str) -> bool:
-        acker = self._ackers.get(claim.queue)
-        if acker is None:
-            dispatcher = self._dispatcher
-            assert dispatcher is not None
-            ref = claim.queue
-
-            async def flush(items: Sequence[AckItem]) -> list[bool]:
-                return await dispatcher.ack(ref, items)
-
-            acker = self._ackers[claim.queue] = Coalescer(flush)
-        accepted = (await acker.submit([(claim.id, claim.token, outcome)]))[0]
-        if not accepted:
-            log.warning("lease lost before the outcome was recorded", extra={"task_id": claim.id})
-        return accepted
-
-    # -- cancellation -------------------------------------------------------------------------
-
-    async def _cancel_listener(self) -> None:
-        """Stops handlers as soon as their task is cancelled (the heartbeat is the fallback)."""
-        assert self._waiter is not None
-        while True:
-            try:
-                async with self._waiter.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(
-                        *(QueueKeys(r).cancel_channel for r in self.config.queues)
-                    )
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            data = message["data"]
-                            task_id = data.decode() if isinstance(data, bytes) else str(data)
-                            flight = self.inflight.get(task_id)
-                            if flight is not None:
-                                self._request_cancel(flight)
-            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-                log.warning("cancel listener reconnecting", extra={"error": str(exc)})
-                await asyncio.sleep(1.0)
-
-    def _request_cancel(self, flight: InFlight) -> None:
-        if flight.cancel_requested:
-            return
-        flight.cancel_requested = True
+            stopped.cancel()
+        if flight.handler in done:
+            return _classify(flight.handler)
         flight.ctx._cancelled.set()
-        if flight.task is not None:
-            flight.task.cancel()
+        if isinstance(flight.handler, asyncio.Task):
+            flight.handler.cancel()
+        if flight.stop.is_set():
+            return AttemptEnd(Outcome.CANCELLED, error="cancelled while running", retryable=False)
+        return AttemptEnd(Outcome.TIMEOUT, error=f"timed out after {timeout:g}s")
 
-    # -- heartbeats ---------------------------------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        assert self._dispatcher is not None
-        interval = max(0.05, self.settings.lease_seconds / 3)
-        while True:
-            await asyncio.sleep(interval)
-            by_queue: dict[QueueRef, list[InFlight]] = defaultdict(list)
-            for f in list(self.inflight.values()):
-                by_queue[f.claim.queue].append(f)
-            for ref, group in by_queue.items():
-                try:
-                    statuses = await self._dispatcher.extend(
-                        ref, [(f.claim.id, f.claim.token) for f in group], self._lease_ms
-                    )
-                except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-                    log.warning("heartbeat failed", extra={"error": str(exc)})
-                    continue
-                for f, status in zip(group, statuses, strict=True):
-                    if status == "cancel":
-                        self._request_cancel(f)
-                    elif status == "lost" and not f.lease_lost:
-                        f.lease_lost = True
-                        f.ctx._cancelled.set()
-                        log.warning("lease lost; abandoning task", extra={"task_id": f.claim.id})
-                        if f.task is not None:
-                            f.task.cancel()
+    def _call(self, spec: HandlerSpec, ctx: TaskContext, payload: Any) -> asyncio.Future[Any]:
+        if spec.is_async:
+            return asyncio.ensure_future(spec.fn(ctx, payload))
+        run = partial(contextvars.copy_context().run, spec.fn, ctx, payload)
+        return asyncio.wrap_future(self._threads.submit(run))
 
 
-def _attempt_result(
-    flight: InFlight, state: TaskState, ex: Execution, next_run_at: datetime | None = None
-) -> AttemptResult:
-    return AttemptResult(
-        task_id=flight.claim.id,
-        attempt=flight.claim.attempt,
-        worker=flight.ctx.worker,
-        state=state,
-        outcome=ex.outcome,
-        finished_at=utcnow(),
-        result_json=ex.result_json,
-        error=ex.error,
-        traceback=ex.traceback,
-        next_run_at=next_run_at,
-        count_failure=state in (TaskState.RETRYING, TaskState.FAILED),
-    )
+def _classify(handler: asyncio.Future[Any]) -> AttemptEnd:
+    if handler.cancelled():
+        return AttemptEnd(Outcome.CANCELLED, error="cancelled while running", retryable=False)
+    exc = handler.exception()
+    if exc is None:
+        return AttemptEnd(Outcome.SUCCEEDED, result=handler.result())
+    text = "".join(traceback.format_exception(exc))
+    error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, PermanentError):
+        return AttemptEnd(Outcome.FAILED, error=error, traceback=text, retryable=False)
+    if isinstance(exc, asyncio.CancelledError):
+        return AttemptEnd(Outcome.CANCELLED, error="cancelled while running", retryable=False)
+    return AttemptEnd(Outcome.FAILED, error=error, traceback=text)

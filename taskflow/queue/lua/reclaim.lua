@@ -1,45 +1,46 @@
--- reclaim: take back tasks whose lease deadline passed (their worker died or stalled).
--- The task becomes ready again without counting an application failure; after
--- `max_lost` lost leases it is given up as poison. A task asked to cancel is cancelled.
--- Touches: leases, running, ckey/cconc and parking ZSETs, lost, cancel, ready, seq,
--- notify, and data/prio/deliveries/stats for tasks it ends.
--- ARGV: [1] cwait prefix, [2] limit, [3] max_lost.
--- Returns {id, worker, attempt, outcome, ...}; outcome is "requeued", "poison" or
--- "cancelled".
-local limit, max_lost = tonumber(ARGV[2]), tonumber(ARGV[3])
-local now = now_ms()
-local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit)
-local out, readied = {}, 0
-for _, id in ipairs(expired) do
-  local cur = redis.call('HGET', K_RUNNING, id) or '|'
-  local bar = string.find(cur, '|', 1, true)
-  local token, worker = string.sub(cur, 1, bar - 1), string.sub(cur, bar + 1)
-  local attempt = redis.call('HGET', K_DELIV, id) or '0'
+-- reclaim: end expired leases the way PostgreSQL decided (see expired.lua). Fenced by the
+-- token that expired.lua reported: a lease that changed hands since is left alone.
+-- Actions:
+--   requeue <count>       ready again; count 1 adds a lost lease (the worker vanished)
+--   delay <due_ms|fails>  the attempt had failed and was recorded: wait for the retry at due_ms
+--                         with that many failures (the worker died before telling Redis)
+--   forget <state>        the task ended (state counted in stats; '' counts nothing)
+-- A lease without a token (its running entry is gone) is simply dropped from leases.
+-- Touches: leases, running, ckey/cconc and parking ZSETs, lost, failures, delayed, ready, seq,
+-- notify, and data/prio/deliveries/cancel/stats for tasks it forgets.
+-- ARGV: [1] cwait prefix, [2] n, then per task: id, token, action, argument.
+-- Returns one 1 (applied) or 0 (the lease is no longer the one reported) per task.
+local n = tonumber(ARGV[2])
+local res, readied = {}, 0
+for i = 0, n - 1 do
+  local b = 3 + i * 4
+  local id, token, action, arg = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local applied = false
   if token == '' then
-    redis.call('ZREM', K_LEASES, id)
-  else
-    end_lease(id, token)
+    if redis.call('HEXISTS', K_RUNNING, id) == 0 then
+      redis.call('ZREM', K_LEASES, id)
+      applied = true
+    end
+  elseif end_lease(id, token) then
+    applied = true
   end
-  local outcome
-  if redis.call('SISMEMBER', K_CANCEL, id) == 1 then
-    forget(id)
-    redis.call('HINCRBY', K_STATS, 'cancelled', 1)
-    outcome = 'cancelled'
-  elseif redis.call('HINCRBY', K_LOST, id, 1) >= max_lost then
-    forget(id)
-    redis.call('HINCRBY', K_STATS, 'failed', 1)
-    outcome = 'poison'
-  elseif redis.call('HEXISTS', K_DATA, id) == 1 then
-    make_ready(id)
-    readied = readied + 1
-    outcome = 'requeued'
-  else
-    outcome = 'cancelled'
+  if applied and token ~= '' then
+    if action == 'requeue' then
+      if arg == '1' then redis.call('HINCRBY', K_LOST, id, 1) end
+      if redis.call('HEXISTS', K_DATA, id) == 1 then
+        make_ready(id)
+        readied = readied + 1
+      end
+    elseif action == 'delay' then
+      local bar = string.find(arg, '|', 1, true)
+      redis.call('HSET', K_FAILS, id, string.sub(arg, bar + 1))
+      redis.call('ZADD', K_DELAYED, tonumber(string.sub(arg, 1, bar - 1)), id)
+    else -- forget
+      forget(id)
+      if arg ~= '' then redis.call('HINCRBY', K_STATS, arg, 1) end
+    end
   end
-  out[#out + 1] = id
-  out[#out + 1] = worker
-  out[#out + 1] = attempt
-  out[#out + 1] = outcome
+  res[#res + 1] = applied and 1 or 0
 end
 wake(readied)
-return out
+return res

@@ -1,0 +1,133 @@
+"""What PostgreSQL can store: JSON values and texts are checked before they reach a batch.
+
+``jsonb`` refuses ``NaN``/``Infinity`` and the escape ``\\u0000``; ``text`` refuses NUL bytes;
+neither takes unpaired surrogates (they are not UTF-8). One such value in a batched write would
+make PostgreSQL refuse the whole batch, so values are checked where they enter: submissions at
+the API, results when an attempt is recorded. Diagnostic texts (errors, tracebacks, progress
+messages) are repaired instead of refused, and bounded in size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+__all__ = [
+    "MAX_ERROR_CHARS",
+    "MAX_PROGRESS_MESSAGE_CHARS",
+    "MAX_TRACEBACK_CHARS",
+    "UnstorableValue",
+    "clean_text",
+    "encode_json",
+    "json_problem",
+    "parse_json_text",
+    "text_problem",
+]
+
+#: Longest error message kept for an attempt (longer ones keep their start).
+MAX_ERROR_CHARS = 8 * 1024
+#: Longest traceback kept (longer ones keep their end, where the exception is).
+MAX_TRACEBACK_CHARS = 64 * 1024
+#: Longest progress message kept.
+MAX_PROGRESS_MESSAGE_CHARS = 1024
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class UnstorableValue(ValueError):
+    """A value PostgreSQL would refuse; the message says why, e.g. ``is not valid JSON: NaN``."""
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored as PostgreSQL text (None: it can)."""
+    if "\x00" in text:
+        return "a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "an unpaired surrogate (invalid Unicode)"
+    return None
+
+
+def json_problem(value: Any) -> str | None:
+    """Why ``jsonb`` would refuse ``value`` (None: it would not)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, str):
+            problem = text_problem(item)
+            if problem:
+                return f"contains a string with {problem}"
+        elif isinstance(item, float) and not math.isfinite(item):
+            name = "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
+            return f"is not valid JSON: {name}"
+    return None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def parse_json_text(text: str) -> Any:
+    """Parse JSON text that is to be stored; raises ``UnstorableValue`` saying why not."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise UnstorableValue("is not valid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise UnstorableValue(f"is not valid JSON: {exc}") from None
+    problem = json_problem(value)
+    if problem:
+        raise UnstorableValue(problem)
+    return value
+
+
+def encode_json(value: Any, *, limit: int | None = None) -> str:
+    """``value`` as compact JSON text that ``jsonb`` accepts, at most ``limit`` bytes.
+
+    Raises ``UnstorableValue``: ``is not valid JSON: NaN``, ``contains a string with a NUL
+    character``, ``is 5242880 bytes, over the limit of 1048576 bytes``, ``is not JSON: ...``.
+    """
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except RecursionError:
+        raise UnstorableValue("is not JSON: nested too deeply") from None
+    except ValueError:
+        # allow_nan=False: find which number it was for the message
+        raise UnstorableValue(json_problem(value) or "is not valid JSON") from None
+    except TypeError as exc:
+        raise UnstorableValue(f"is not JSON: {exc}") from None
+    problem = json_problem(value)
+    if problem:
+        raise UnstorableValue(problem)
+    if limit is not None:
+        size = len(text.encode("utf-8"))
+        if size > limit:
+            raise UnstorableValue(f"is {size} bytes, over the limit of {limit} bytes")
+    return text
+
+
+def clean_text(text: str | None, limit: int, *, keep: str = "start") -> str | None:
+    """A diagnostic text made storable: NUL shown as ``\\x00``, unpaired surrogates replaced,
+    cut to ``limit`` characters (keeping the ``start`` or the ``end``)."""
+    if text is None:
+        return None
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _SURROGATE.sub("\ufffd", text)
+    if len(text) > limit:
+        marker = f" [... {len(text) - limit} characters cut ...] "
+        room = max(0, limit - len(marker))
+        text = text[:room] + marker if keep == "start" else marker + text[len(text) - room :]
+    return text
