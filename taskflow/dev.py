@@ -1,10 +1,11 @@
 """``taskflow dev``: the whole system on one machine, no cluster.
 
 Starts (or uses, when ``TASKFLOW_REDIS_URL`` / ``TASKFLOW_DATABASE_URL`` name them) Redis and
-PostgreSQL, applies the migrations, serves the API with housekeeping in this process and runs
-N worker processes. Ctrl-C or SIGTERM stops everything in order: workers drain (those still
-running after the drain grace are killed), then the API, housekeeping, and the embedded
-servers. A second Ctrl-C kills the workers instead of waiting.
+PostgreSQL, applies the migrations, serves the API with housekeeping and the cron scheduler in
+this process, loads the schedules of ``--schedules FILE`` and runs N worker processes. Ctrl-C
+or SIGTERM stops everything in order: workers drain (those still running after the drain
+grace are killed), then the API, housekeeping, and the embedded servers. A second Ctrl-C
+kills the workers instead of waiting.
 
 Every process it starts ends when it ends, even when it is killed outright: the embedded
 servers and the workers are tethered to it (``taskflow.tether``). The servers are started
@@ -29,6 +30,8 @@ from taskflow.devserver.services import ApiServices, check_ports
 from taskflow.devserver.stores import DATABASE_ENV, REDIS_ENV, Stores, start_stores
 from taskflow.devserver.workers import WorkerSupervisor
 from taskflow.loading import worker_entry
+from taskflow.scheduling import ScheduleService, ScheduleSpec
+from taskflow.scheduling.files import load_schedule_file, owner_of
 from taskflow.store import apply_migrations
 
 log = logging.getLogger("taskflow.dev")
@@ -49,6 +52,9 @@ class DevOptions:
     concurrency: int = 10
     drain_grace: float = 10.0
     demo: bool = False
+    #: A YAML file of schedules, synced at start: its schedules are created or updated, and
+    #: the ones it declared on an earlier start but no longer does are deleted.
+    schedules: Path | None = None
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -57,30 +63,46 @@ def run_dev(options: DevOptions, out: TextIO = sys.stdout) -> int:
     """Run until Ctrl-C/SIGTERM; 0 after a clean stop.
 
     Raises ``AppLoadError`` for a bad ``--app``, ``NotInstalledError`` without the worker
-    package and ``PortInUseError`` for a taken port before anything starts;
-    ``EmbeddedServerError`` and ``taskflow.errors.Unavailable`` when a server cannot be
-    started or reached.
+    package, ``ScheduleFileError`` for a bad ``--schedules`` file and ``PortInUseError`` for
+    a taken port before anything starts; ``EmbeddedServerError`` and
+    ``taskflow.errors.Unavailable`` when a server cannot be started or reached.
     """
     if options.workers:
         worker_entry("check_app")(options.app)
+    schedules = _schedules(options)
     check_ports(options.host, {"--grpc-port": options.grpc_port, "--http-port": options.http_port})
     data_dir = options.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     stores = start_stores(data_dir, die_with_parent=True)
     try:
-        code = asyncio.run(_DevRun(options, out, data_dir, stores).run())
+        code = asyncio.run(_DevRun(options, out, data_dir, stores, schedules).run())
     finally:
         stores.stop()
     log.info("stopped")
     return code
 
 
+def _schedules(options: DevOptions) -> list[ScheduleSpec] | None:
+    if options.schedules is None:
+        return None
+    path = options.schedules
+    return load_schedule_file(path, namespace=options.namespace, owner=owner_of(path))
+
+
 class _DevRun:
-    def __init__(self, options: DevOptions, out: TextIO, data_dir: Path, stores: Stores) -> None:
+    def __init__(
+        self,
+        options: DevOptions,
+        out: TextIO,
+        data_dir: Path,
+        stores: Stores,
+        schedules: list[ScheduleSpec] | None = None,
+    ) -> None:
         self.options = options
         self.out = out
         self.data_dir = data_dir
         self.stores = stores
+        self.schedules = schedules
         self.stop = asyncio.Event()
         self.interrupts = 0
         self.services: ApiServices | None = None
@@ -124,6 +146,7 @@ class _DevRun:
             settings, host=o.host, grpc_port=o.grpc_port, http_port=o.http_port
         )
         await self.services.start()
+        await self._sync_schedules()
         if o.workers and not self.stop.is_set():
             self.supervisor = WorkerSupervisor(
                 o.workers,
@@ -139,6 +162,21 @@ class _DevRun:
                 drain_grace=o.drain_grace,
             )
             await self.supervisor.start()
+
+    async def _sync_schedules(self) -> None:
+        if self.schedules is None or self.options.schedules is None:
+            return
+        assert self.services is not None
+        path = self.options.schedules
+        result = await ScheduleService(self.services.engine).sync(owner_of(path), self.schedules)
+        done = {
+            "created": result.created,
+            "updated": result.updated,
+            "unchanged": result.unchanged,
+            "deleted (no longer in the file)": result.deleted,
+        }
+        summary = "; ".join(f"{what} {', '.join(names)}" for what, names in done.items() if names)
+        log.info("schedules of %s: %s", path, summary or "none")
 
     def _worker_argv(self) -> list[str]:
         o = self.options
@@ -190,6 +228,10 @@ class _DevRun:
             f"  workers      {o.workers} x concurrency {o.concurrency}, app {o.app}, {queues},"
             f" pids {pids}",
             f"  worker logs  {self.data_dir / 'logs'}",
+        ]
+        if o.schedules is not None:
+            lines.append(f"  schedules    {len(self.schedules or [])} from {o.schedules}")
+        lines += [
             "",
             "Try:",
             f"  export TASKFLOW_API_ADDR={addr}",
@@ -199,6 +241,7 @@ class _DevRun:
             f"  {tf} submit {o.queues[0]} sleep --payload '{{\"seconds\": 60}}'"
             f"   # then: {tf} cancel ID",
             f"  {tf} queues",
+            f"  {tf} schedules",
             f"  {tf} bench --count 10000 --queue {o.queues[0]}",
             "",
         ]

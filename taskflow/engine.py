@@ -47,6 +47,7 @@ from taskflow.models import (
     TaskRecord,
     TaskState,
     TaskSubmission,
+    WorkerStatus,
     new_task_id,
     parse_task_id,
     utcnow,
@@ -297,6 +298,11 @@ class Engine:
         return [
             await self.queue_stats(r) for r in refs if not namespace or r.namespace == namespace
         ]
+
+    async def workers(self) -> list[WorkerStatus]:
+        """Workers that announced themselves; ``seen_at`` older than a lease means gone."""
+        with unavailable("Redis"):
+            return await self.dispatcher.workers()
 
     # -- control ------------------------------------------------------------------------------
 

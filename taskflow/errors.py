@@ -26,6 +26,10 @@ class NotFound(TaskFlowError):
     """The named object does not exist."""
 
 
+class AlreadyExists(TaskFlowError):
+    """The object exists already and the request may not take it over."""
+
+
 class Unavailable(TaskFlowError):
     """PostgreSQL or Redis cannot be reached; the caller may retry."""
 

@@ -15,6 +15,9 @@ PREFIX = "tf"
 QUEUES = f"{PREFIX}:queues"
 #: Written when Redis is (re)built from PostgreSQL; its absence means Redis lost its data.
 EPOCH = f"{PREFIX}:epoch"
+#: HASH worker name -> JSON status (queues, capacity, in flight, last seen), refreshed by each
+#: worker's heartbeat and removed when it stops; for dashboards, never for dispatch.
+WORKERS = f"{PREFIX}:workers"
 
 
 @dataclass(frozen=True)

@@ -338,6 +338,51 @@ class QueueStats:
 
 
 @dataclass(frozen=True)
+class WorkerStatus:
+    """What a worker announces with each heartbeat (``keys.WORKERS``)."""
+
+    name: str
+    queues: tuple[str, ...]  # qualified names
+    concurrency: int
+    in_flight: int
+    abandoned: int  # handlers that ignored a cancel or a timeout and still run
+    claimed: int
+    finished: int
+    started_at: datetime
+    seen_at: datetime
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "queues": list(self.queues),
+                "concurrency": self.concurrency,
+                "in_flight": self.in_flight,
+                "abandoned": self.abandoned,
+                "claimed": self.claimed,
+                "finished": self.finished,
+                "started_at": self.started_at.isoformat(),
+                "seen_at": self.seen_at.isoformat(),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, name: str, raw: str | bytes) -> WorkerStatus:
+        d = json.loads(raw)
+        return cls(
+            name=name,
+            queues=tuple(d["queues"]),
+            concurrency=int(d["concurrency"]),
+            in_flight=int(d["in_flight"]),
+            abandoned=int(d["abandoned"]),
+            claimed=int(d["claimed"]),
+            finished=int(d["finished"]),
+            started_at=datetime.fromisoformat(d["started_at"]),
+            seen_at=datetime.fromisoformat(d["seen_at"]),
+        )
+
+
+@dataclass(frozen=True)
 class SubmitResult:
     task_id: str
     created: bool

@@ -11,6 +11,7 @@ completion path (``taskflow.completion``): PostgreSQL first, then Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -26,7 +27,15 @@ from taskflow.completion import Completed, CompletionRecorder
 from taskflow.config import Settings
 from taskflow.errors import STORE_ERRORS
 from taskflow.keys import QueueKeys, QueueRef
-from taskflow.models import AttemptResult, ClaimedTask, Outcome, RateLimit, TaskState, utcnow
+from taskflow.models import (
+    AttemptResult,
+    ClaimedTask,
+    Outcome,
+    RateLimit,
+    TaskState,
+    WorkerStatus,
+    utcnow,
+)
 from taskflow.queue.dispatch import Dispatcher
 from taskflow.store.tasks import Claim, Progress, TaskStore
 from taskflow.values import (
@@ -102,6 +111,8 @@ class WorkerSession:
     async def close(self, timeout: float) -> None:
         """Record what is pending (for at most ``timeout`` seconds), then disconnect."""
         await self.recorder.close(timeout)
+        with contextlib.suppress(*STORE_ERRORS):
+            await self._dispatcher.forget_worker(self.name)
         if self._owns_connections:
             await self._store.close()
             await self._dispatcher.redis.aclose()
@@ -171,9 +182,15 @@ class WorkerSession:
                     log.warning("lease lost; abandoning task", extra={"task_id": claim.id})
                     self._events.lost(claim.id)
 
-    async def heartbeat_forever(self) -> None:
+    async def heartbeat_forever(self, status: Callable[[], WorkerStatus] | None = None) -> None:
+        """Heartbeat every third of the lease; with ``status``, announce the worker too."""
         interval = max(0.05, self.settings.lease_seconds / 3)
         while True:
+            if status is not None:
+                try:
+                    await self._dispatcher.announce_worker(status())
+                except STORE_ERRORS as exc:
+                    log.debug("worker announcement failed: %s", exc)
             await asyncio.sleep(interval)
             await self.heartbeat()
 

@@ -213,6 +213,62 @@ def test_restart_keeps_the_tasks(start_dev: StartDev) -> None:
     assert dev.interrupt() == 0
 
 
+SCHEDULES = """
+schedules:
+  - name: nightly
+    cron: "0 3 * * *"
+    timezone: Europe/Paris
+    concurrency_policy: Forbid
+    task: {queue: default, handler: add, payload: {a: 1, b: 2}}
+  - name: often
+    cron: "*/5 * * * *"
+    task: {queue: default, handler: noop}
+"""
+
+
+def test_dev_loads_a_schedules_file_and_prunes_what_it_no_longer_declares(
+    start_dev: StartDev, tmp_path: Path
+) -> None:
+    path = tmp_path / "schedules.yaml"
+    path.write_text(SCHEDULES)
+    dev = start_dev("--schedules", str(path))
+    dev.wait_for_line("schedules    2 from", 5.0)
+    listed = cli(dev, "schedules", "--json")
+    assert listed.returncode == 0, listed.stderr
+    schedules = {s["name"]: s for s in json.loads(listed.stdout)}
+    assert set(schedules) == {"nightly", "often"}
+    assert schedules["nightly"]["owner"] == f"file:{path.resolve()}"
+    assert schedules["nightly"]["concurrency_policy"] == "Forbid"
+    assert schedules["often"]["next_fire_time"] is not None
+    by_hand = cli(dev, "schedules", "apply", str(path))  # the API may not take them over
+    assert by_hand.returncode == 1 and "managed by 'file:" in by_hand.stderr
+    assert dev.interrupt() == 0
+
+    path.write_text(SCHEDULES.split("  - name: often")[0].replace("0 3 * * *", "0 4 * * *"))
+    dev = start_dev("--schedules", str(path))
+    listed = cli(dev, "schedules", "--json")
+    (nightly,) = json.loads(listed.stdout)
+    assert (nightly["name"], nightly["cron"]) == ("nightly", "0 4 * * *")
+
+
+def test_dev_refuses_a_bad_schedules_file_before_starting(tmp_path: Path) -> None:
+    path = tmp_path / "schedules.yaml"
+    path.write_text("- {name: a, cron: '61 * * * *', task: {queue: q, handler: h}}\n")
+    done = subprocess.run(
+        [str(TASKFLOW), "dev", "--schedules", str(path), "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=CLI_DEADLINE,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"taskflow dev: --schedules: {path}: schedules[0].cron: '61 * * * *' is not a valid "
+        "cron expression: the minute field '61': 61 is out of range 0-59"
+    )
+    assert not (tmp_path / "d").exists()
+
+
 def test_scripts_dev_execs_taskflow_dev() -> None:
     script = REPO / "scripts" / "dev"
     assert os.access(script, os.X_OK)

@@ -14,7 +14,15 @@ import grpc.aio
 from ._base import BaseClient, Call, Plan
 from ._convert import task_from_proto
 from ._errors import TaskFlowError
-from ._models import QueueStats, RetryPolicy, Task, TaskRequest, TaskState
+from ._models import (
+    ConcurrencyPolicy,
+    QueueStats,
+    RetryPolicy,
+    Schedule,
+    Task,
+    TaskRequest,
+    TaskState,
+)
 from ._watching import WatchPlan
 from .v1 import tasks_pb2 as pb
 from .v1.tasks_pb2_grpc import TaskServiceStub
@@ -252,3 +260,59 @@ class AsyncClient(BaseClient):
         ``task_ids=None`` replays every dead-lettered task of the queue.
         """
         return await self._run(self._replay_call(queue, task_ids, namespace))
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    async def put_schedule(
+        self,
+        name: str,
+        cron: str,
+        task: TaskRequest | Mapping[str, Any],
+        *,
+        timezone: str = "UTC",
+        concurrency_policy: ConcurrencyPolicy | str = ConcurrencyPolicy.ALLOW,
+        suspend: bool = False,
+        starting_deadline_seconds: int | None = None,
+        namespace: str | None = None,
+    ) -> Schedule:
+        """Create the cron schedule ``name``, or update it, and return it.
+
+        ``cron`` has five fields (``"0 3 * * *"``) or is a macro such as ``"@hourly"``, read in
+        ``timezone`` (an IANA name). Each tick submits ``task`` (a ``TaskRequest`` or a dict of
+        its fields, without ``idempotency_key``, ``delay`` or ``run_at``: every tick is keyed
+        by the schedule and the tick). ``concurrency_policy`` says what a tick does while the
+        previous fire's task is unfinished; a tick later than ``starting_deadline_seconds`` is
+        skipped. Changing ``cron`` or ``timezone`` starts the ticks anew from now.
+        """
+        call = self._put_schedule_call(
+            name,
+            cron,
+            task,
+            timezone=timezone,
+            concurrency_policy=concurrency_policy,
+            suspend=suspend,
+            starting_deadline_seconds=starting_deadline_seconds,
+            namespace=namespace,
+        )
+        return await self._run(call)
+
+    async def get_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
+        """The schedule ``name``, with its next and last fire times and counts."""
+        return await self._run(self._get_schedule_call(name, namespace))
+
+    async def list_schedules(self, namespace: str | None = None) -> list[Schedule]:
+        """Every schedule of the namespace (``namespace=""``: of every one), by name."""
+        return await self._follow(self._list_schedules_plan(namespace))
+
+    async def delete_schedule(self, name: str, *, namespace: str | None = None) -> bool:
+        """Delete the schedule; ``False`` when there was none. Fired tasks are kept."""
+        return await self._run(self._delete_schedule_call(name, namespace))
+
+    async def suspend_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
+        """Stop the schedule from firing until ``resume_schedule``."""
+        return await self._run(self._set_suspended_call(name, namespace, True))
+
+    async def resume_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
+        """Let a suspended schedule fire again: the latest tick it missed fires once, unless
+        it is older than its ``starting_deadline_seconds``."""
+        return await self._run(self._set_suspended_call(name, namespace, False))

@@ -18,9 +18,9 @@ from google.protobuf.message import Message
 
 from . import _requests
 from ._config import DEFAULT_TIMEOUT, Settings
-from ._convert import queue_stats_from_proto, task_from_proto
+from ._convert import queue_stats_from_proto, schedule_from_proto, schedule_spec, task_from_proto
 from ._errors import TaskFlowError
-from ._models import QueueStats, Task, TaskRequest, TaskState
+from ._models import ConcurrencyPolicy, QueueStats, Schedule, Task, TaskRequest, TaskState
 from ._retry import RETRY_READ, RETRY_WRITE
 from .v1 import tasks_pb2 as pb
 
@@ -58,6 +58,10 @@ def _page(response: pb.ListTasksResponse) -> Page:
 
 def _queues(response: pb.ListQueuesResponse) -> list[QueueStats]:
     return [queue_stats_from_proto(q) for q in response.queues]
+
+
+def _schedules(response: pb.ListSchedulesResponse) -> tuple[list[Schedule], str | None]:
+    return [schedule_from_proto(s) for s in response.schedules], response.next_page_token or None
 
 
 class BaseClient:
@@ -181,3 +185,56 @@ class BaseClient:
     ) -> Call[list[str]]:
         request = _requests.replay_request(namespace or self.namespace, queue, task_ids)
         return Call("ReplayDeadLetters", request, RETRY_WRITE, lambda r: list(r.task_ids))
+
+    def _put_schedule_call(
+        self,
+        name: str,
+        cron: str,
+        task: TaskRequest | Mapping[str, Any],
+        *,
+        timezone: str,
+        concurrency_policy: ConcurrencyPolicy | str,
+        suspend: bool,
+        starting_deadline_seconds: int | None,
+        namespace: str | None,
+    ) -> Call[Schedule]:
+        spec = schedule_spec(
+            namespace or self.namespace,
+            name,
+            cron,
+            task,
+            timezone=timezone,
+            concurrency_policy=concurrency_policy,
+            suspend=suspend,
+            starting_deadline_seconds=starting_deadline_seconds,
+        )
+        request = pb.PutScheduleRequest(schedule=spec)
+        return Call("PutSchedule", request, RETRY_WRITE, lambda r: schedule_from_proto(r.schedule))
+
+    def _get_schedule_call(self, name: str, namespace: str | None) -> Call[Schedule]:
+        request = pb.GetScheduleRequest(namespace=namespace or self.namespace, name=name)
+        return Call("GetSchedule", request, RETRY_READ, schedule_from_proto)
+
+    def _list_schedules_plan(self, namespace: str | None) -> Plan[list[Schedule]]:
+        schedules: list[Schedule] = []
+        token: str | None = None
+        while True:
+            request = _requests.list_schedules_request(
+                self.namespace if namespace is None else namespace, 500, token
+            )
+            page, token = yield Call("ListSchedules", request, RETRY_READ, _schedules)
+            schedules.extend(page)
+            if token is None:
+                return schedules
+
+    def _delete_schedule_call(self, name: str, namespace: str | None) -> Call[bool]:
+        request = pb.DeleteScheduleRequest(namespace=namespace or self.namespace, name=name)
+        return Call("DeleteSchedule", request, RETRY_WRITE, lambda r: bool(r.deleted))
+
+    def _set_suspended_call(
+        self, name: str, namespace: str | None, suspend: bool
+    ) -> Call[Schedule]:
+        request = pb.SetScheduleSuspendedRequest(
+            namespace=namespace or self.namespace, name=name, suspend=suspend
+        )
+        return Call("SetScheduleSuspended", request, RETRY_WRITE, schedule_from_proto)

@@ -11,8 +11,10 @@ from typing import Any
 __all__ = [
     "TERMINAL_STATES",
     "Attempt",
+    "ConcurrencyPolicy",
     "QueueStats",
     "RetryPolicy",
+    "Schedule",
     "Task",
     "TaskRequest",
     "TaskState",
@@ -136,3 +138,46 @@ class QueueStats:
     failed: int = 0
     cancelled: int = 0
     dead_letters: int = 0
+
+
+# -- schedules --------------------------------------------------------------------------------
+
+
+class ConcurrencyPolicy(enum.StrEnum):
+    """What a tick does while the previous fire's task is unfinished, as a Kubernetes CronJob:
+    ``ALLOW`` fires anyway, ``FORBID`` skips the tick, ``REPLACE`` cancels that task first."""
+
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A cron schedule as the server reported it, with what its scheduler did.
+
+    ``task`` is what each tick submits (``None`` for a kind of target this client does not
+    know). ``next_fire_time`` is ``None`` while suspended and in the past while no scheduler
+    runs; ``last_fire_time`` is the tick of the latest fire. Times are timezone-aware UTC.
+    """
+
+    namespace: str
+    name: str
+    cron: str
+    timezone: str = "UTC"
+    task: TaskRequest | None = None
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
+    suspend: bool = False
+    starting_deadline_seconds: int | None = None
+    owner: str | None = None
+    id: str = ""
+    next_fire_time: datetime | None = None
+    last_fire_time: datetime | None = None
+    last_task_id: str | None = None
+    fire_count: int = 0
+    skip_count: int = 0
+    last_skip_time: datetime | None = None
+    last_skip_reason: str | None = None
+    last_fired_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

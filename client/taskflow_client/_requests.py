@@ -12,6 +12,7 @@ from .v1 import tasks_pb2 as pb
 
 __all__ = [
     "list_dead_letters_request",
+    "list_schedules_request",
     "list_tasks_request",
     "replay_request",
     "submit_many_request",
@@ -97,4 +98,16 @@ def replay_request(
         raise InvalidArgumentError("task_ids: must be a list of task ids, not one string")
     return pb.ReplayDeadLettersRequest(
         namespace=namespace, queue=queue, task_ids=list(task_ids or [])
+    )
+
+
+# -- schedules --------------------------------------------------------------------------------
+
+
+def list_schedules_request(
+    namespace: str, page_size: int, page_token: str | None
+) -> pb.ListSchedulesRequest:
+    """A ListSchedules request for one page (``namespace=""``: every namespace)."""
+    return pb.ListSchedulesRequest(
+        namespace=namespace, page_size=_page_size(page_size), page_token=page_token or ""
     )

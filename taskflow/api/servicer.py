@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from taskflow.api.convert import stats_to_proto, submission_from_spec, task_to_proto
+from taskflow.api.schedules import schedule_from_proto, schedule_to_proto
 from taskflow.api.status import streaming, unary
 from taskflow.api.types import Context
 from taskflow.api.watch import WatchHub
@@ -12,6 +13,7 @@ from taskflow.engine import Engine
 from taskflow.errors import InvalidArgument
 from taskflow.keys import QueueRef
 from taskflow.models import SubmitResult, TaskRecord, TaskSubmission, utcnow
+from taskflow.scheduling.service import ScheduleService
 from taskflow_client.v1 import tasks_pb2 as pb
 from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
 
@@ -40,6 +42,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         self._engine = engine
         self._hub = hub
         self._on_submit = on_submit
+        self._schedules = ScheduleService(engine)
 
     async def _submit(self, specs: Sequence[TaskSubmission]) -> list[SubmitResult]:
         results = await self._engine.submit(specs)
@@ -145,3 +148,49 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             queue_ref(request.namespace, request.queue), list(request.task_ids)
         )
         return pb.ReplayDeadLettersResponse(task_ids=ids)
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    @unary
+    async def PutSchedule(
+        self, request: pb.PutScheduleRequest, context: Context
+    ) -> pb.PutScheduleResponse:
+        put = await self._schedules.put(schedule_from_proto(request.schedule))
+        return pb.PutScheduleResponse(
+            schedule=schedule_to_proto(put.record, utcnow()),
+            created=put.created,
+            changed=put.changed,
+        )
+
+    @unary
+    async def GetSchedule(self, request: pb.GetScheduleRequest, context: Context) -> pb.Schedule:
+        record = await self._schedules.get(request.namespace, request.name)
+        return schedule_to_proto(record, utcnow())
+
+    @unary
+    async def ListSchedules(
+        self, request: pb.ListSchedulesRequest, context: Context
+    ) -> pb.ListSchedulesResponse:
+        records, token = await self._schedules.list_page(
+            request.namespace or None, request.page_size, request.page_token or None
+        )
+        now = utcnow()
+        return pb.ListSchedulesResponse(
+            schedules=[schedule_to_proto(r, now) for r in records], next_page_token=token or ""
+        )
+
+    @unary
+    async def DeleteSchedule(
+        self, request: pb.DeleteScheduleRequest, context: Context
+    ) -> pb.DeleteScheduleResponse:
+        deleted = await self._schedules.delete(request.namespace, request.name)
+        return pb.DeleteScheduleResponse(deleted=deleted)
+
+    @unary
+    async def SetScheduleSuspended(
+        self, request: pb.SetScheduleSuspendedRequest, context: Context
+    ) -> pb.Schedule:
+        record = await self._schedules.set_suspended(
+            request.namespace, request.name, request.suspend
+        )
+        return schedule_to_proto(record, utcnow())

@@ -11,7 +11,14 @@ import grpc
 from grpc import aio
 
 from taskflow.api.types import Context
-from taskflow.errors import STORE_ERRORS, InvalidArgument, NotFound, PayloadTooLarge, Unavailable
+from taskflow.errors import (
+    STORE_ERRORS,
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
 
 log = logging.getLogger("taskflow.api")
 
@@ -26,6 +33,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, NotFound):
         return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, AlreadyExists):
+        return grpc.StatusCode.ALREADY_EXISTS, str(exc)
     if isinstance(exc, Unavailable):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
     if isinstance(exc, STORE_ERRORS):

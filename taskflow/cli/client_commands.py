@@ -1,4 +1,5 @@
-"""The client commands: ``submit``, ``status``, ``cancel``, ``queues`` and ``bench``.
+"""The client commands: ``submit``, ``status``, ``cancel``, ``queues``, ``schedules`` and
+``bench``.
 
 They call the API through ``taskflow_client``; its errors become one line that names the
 server, or the flag behind a rejected field.
@@ -11,15 +12,23 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from taskflow.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, CommandError, UsageError
-from taskflow.cli.output import print_queues, print_task, progress_line
+from taskflow.cli.output import (
+    next_fire_text,
+    print_queues,
+    print_schedules,
+    print_task,
+    progress_line,
+)
 
 if TYPE_CHECKING:
-    from taskflow_client import Client, Task
+    from taskflow.scheduling import ScheduleSpec
+    from taskflow_client import Client, Task, TaskRequest
 
-CLIENT_COMMANDS = ("submit", "status", "cancel", "queues", "bench")
+CLIENT_COMMANDS = ("submit", "status", "cancel", "queues", "schedules", "bench")
 _FIELD_FLAGS = {
     "queue": "QUEUE",
     "handler": "HANDLER",
@@ -55,6 +64,7 @@ def run_client_command(args: argparse.Namespace) -> int:
         "status": _status,
         "cancel": _cancel,
         "queues": _queues,
+        "schedules": _schedules,
         "bench": _bench,
     }
     try:
@@ -146,6 +156,107 @@ def _queues(client: Client, args: argparse.Namespace) -> int:
     where = "any namespace" if args.all_namespaces else f"namespace {args.namespace!r}"
     print_queues(stats, as_json=args.json, where=where)
     return 0
+
+
+def _schedules(client: Client, args: argparse.Namespace) -> int:
+    if args.action is None:
+        if args.target is not None:
+            raise UsageError(
+                f"ACTION: give apply, delete, suspend or resume before {args.target!r}"
+            )
+        schedules = client.list_schedules("" if args.all_namespaces else args.namespace)
+        where = "any namespace" if args.all_namespaces else f"namespace {args.namespace!r}"
+        print_schedules(schedules, as_json=args.json, where=where, now=_now())
+        return 0
+    if args.target is None:
+        raise UsageError(f"{'FILE' if args.action == 'apply' else 'NAME'}: required")
+    if args.action == "apply":
+        return _apply_schedules(client, args)
+    name: str = args.target
+    where = f"{args.namespace}/{name}"
+    if args.action == "delete":
+        if not client.delete_schedule(name, namespace=args.namespace):
+            raise CommandError(f"schedule {name!r} not found in namespace {args.namespace!r}")
+        _say(args, {"deleted": where}, f"deleted schedule {where}")
+        return 0
+    if args.action == "suspend":
+        schedule = client.suspend_schedule(name, namespace=args.namespace)
+        _say(args, schedule, f"suspended schedule {where}")
+    else:
+        schedule = client.resume_schedule(name, namespace=args.namespace)
+        _say(args, schedule, f"resumed schedule {where}: {next_fire_text(schedule, _now())}")
+    return 0
+
+
+def _apply_schedules(client: Client, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from taskflow.scheduling.files import ScheduleFileError, load_schedule_file
+
+    try:
+        specs = load_schedule_file(Path(args.target), namespace=args.namespace)
+    except ScheduleFileError as exc:
+        raise UsageError(str(exc)) from None
+    applied = []
+    for spec in specs:
+        schedule = client.put_schedule(
+            spec.name,
+            spec.cron,
+            _task_request(spec),
+            timezone=spec.timezone,
+            concurrency_policy=spec.concurrency_policy.value,
+            suspend=spec.suspend,
+            starting_deadline_seconds=spec.starting_deadline_seconds,
+            namespace=spec.namespace,
+        )
+        applied.append(schedule)
+        if not args.json:
+            where = f"{schedule.namespace}/{schedule.name}"
+            print(f"applied schedule {where}: {next_fire_text(schedule, _now())}")
+    if args.json:
+        from taskflow.cli.output import jsonable
+
+        print(json.dumps([jsonable(s) for s in applied], indent=2))
+    elif not specs:
+        print(f"{args.target} declares no schedules; nothing to apply")
+    return 0
+
+
+def _task_request(spec: ScheduleSpec) -> TaskRequest:
+    """The client's form of a schedule's task template (the engine's field names)."""
+    from taskflow_client import RetryPolicy, TaskRequest
+
+    task = spec.task()
+    retry = task.retry
+    return TaskRequest(
+        queue=task.queue,
+        handler=task.handler,
+        payload=task.payload,
+        priority=task.priority,
+        max_retries=task.max_retries,
+        timeout=task.timeout_seconds or None,
+        concurrency_key=task.concurrency_key,
+        concurrency_limit=task.concurrency_limit,
+        retry=RetryPolicy(retry.initial_seconds, retry.multiplier, retry.max_seconds)
+        if retry
+        else None,
+        labels=task.labels or None,
+    )
+
+
+def _say(args: argparse.Namespace, value: object, text: str) -> None:
+    if args.json:
+        from taskflow.cli.output import jsonable
+
+        print(json.dumps(jsonable(value), indent=2))
+    else:
+        print(text)
+
+
+def _now() -> datetime:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
 
 
 def _bench(client: Client, args: argparse.Namespace) -> int:

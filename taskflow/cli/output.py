@@ -1,14 +1,15 @@
-"""How tasks and queues read: as text for people, as JSON with ``--json``; and the one-line
-progress of a task being waited for."""
+"""How tasks, queues and schedules read: as text for people, as JSON with ``--json``; and the
+one-line progress of a task being waited for."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from taskflow_client import QueueStats, Task
+    from taskflow_client import QueueStats, Schedule, Task
 
 
 def print_queues(stats: Sequence[QueueStats], *, as_json: bool, where: str) -> None:
@@ -23,8 +24,12 @@ def print_queues(stats: Sequence[QueueStats], *, as_json: bool, where: str) -> N
     columns = ["namespace", "queue", "ready", "scheduled", "running", "succeeded", "failed"]
     columns.append("cancelled")
     rows = [[str(getattr(s, c)) for c in columns] for s in stats]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    for row in [[c.upper() for c in columns], *rows]:
+    _table([c.upper() for c in columns], rows)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
@@ -108,3 +113,62 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, dict) or hasattr(value, "items"):
         return {str(k): jsonable(v) for k, v in value.items()}
     return value
+
+
+# -- schedules --------------------------------------------------------------------------------
+
+
+def print_schedules(
+    schedules: Sequence[Schedule], *, as_json: bool, where: str, now: datetime
+) -> None:
+    """Schedules as a table: NEXT and LAST fire times (local time, and how far from now)."""
+    if as_json:
+        print(json.dumps([jsonable(s) for s in schedules], indent=2))
+        return
+    if not schedules:
+        print(f"no schedules in {where}")
+        return
+    header = ["NAMESPACE", "NAME", "SCHEDULE", "POLICY", "NEXT", "LAST", "FIRED", "SKIPPED"]
+    header.append("TASK")
+    rows = [
+        [
+            s.namespace,
+            s.name,
+            f"{s.cron} {s.timezone}",
+            str(s.concurrency_policy),
+            _next_column(s, now),
+            _relative(s.last_fire_time, now) if s.last_fire_time else "-",
+            str(s.fire_count),
+            str(s.skip_count),
+            f"{s.task.queue}/{s.task.handler}" if s.task else "-",
+        ]
+        for s in schedules
+    ]
+    _table(header, rows)
+
+
+def next_fire_text(schedule: Schedule, now: datetime) -> str:
+    """``next fire 2024-06-03 10:00:00 (in 4m)``, ``suspended``..."""
+    column = _next_column(schedule, now)
+    return column if schedule.suspend or schedule.next_fire_time is None else f"next fire {column}"
+
+
+def _next_column(schedule: Schedule, now: datetime) -> str:
+    if schedule.suspend:
+        return "suspended"
+    if schedule.next_fire_time is None:
+        return "-"
+    text = _relative(schedule.next_fire_time, now)
+    return f"{text}, overdue" if schedule.next_fire_time < now else text
+
+
+def _relative(value: datetime, now: datetime) -> str:
+    seconds = (value - now).total_seconds()
+    span = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if span >= size:
+            amount = f"{span // size:.0f}{unit}"
+            break
+    else:
+        amount = f"{span:.0f}s"
+    return f"{_when(value)} ({'in ' + amount if seconds >= 0 else amount + ' ago'})"

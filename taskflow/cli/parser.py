@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=_int_at_least(1), default=10, help="per worker (10)")
     p.add_argument("--drain-grace", type=_seconds(positive=False), default=10.0, help="(10)")
     p.add_argument("--demo", action="store_true", help="keep submitting example tasks")
+    p.add_argument(
+        "--schedules",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="YAML file of cron schedules to load at start (its removed ones are deleted)",
+    )
 
     p = add("api", "serve the gRPC API and HTTP metrics/health")
     p.add_argument("--host", default="0.0.0.0", help="interface to listen on (0.0.0.0)")
@@ -141,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--housekeeping",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="run the recovery sweep in this process (default on; turn off when the "
-        "operator runs it)",
+        help="run the recovery sweep and the cron scheduler in this process (default on; "
+        "turn off when the operator runs them)",
     )
 
     p = add("worker", "run handlers of a Router on tasks of some queues")
@@ -186,6 +193,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("queues", "list queues and their counters", client, namespace)
     p.add_argument("--all-namespaces", "-A", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add(
+        "schedules",
+        "list cron schedules, or: apply FILE, delete NAME, suspend NAME, resume NAME",
+        client,
+        namespace,
+    )
+    p.add_argument(
+        "action",
+        metavar="ACTION",
+        nargs="?",
+        choices=["apply", "delete", "suspend", "resume"],
+        help="apply FILE (YAML) | delete NAME | suspend NAME | resume NAME; none: list",
+    )
+    p.add_argument("target", metavar="FILE|NAME", nargs="?", help="what the action acts on")
+    p.add_argument("--all-namespaces", "-A", action="store_true", help="list every namespace")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("bench", "submit no-op tasks and measure submit and drain rates", client, namespace)

@@ -31,8 +31,9 @@ def _dev(args: argparse.Namespace) -> int:
     from taskflow.dev import DEFAULT_APP, DevOptions, run_dev
     from taskflow.devserver.services import PortInUseError
     from taskflow.embedded import EmbeddedServerError
-    from taskflow.errors import Unavailable
+    from taskflow.errors import AlreadyExists, InvalidArgument, PayloadTooLarge, Unavailable
     from taskflow.loading import AppLoadError, NotInstalledError
+    from taskflow.scheduling.files import ScheduleFileError
 
     options = DevOptions(
         workers=args.workers,
@@ -46,6 +47,7 @@ def _dev(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         drain_grace=args.drain_grace,
         demo=args.demo,
+        schedules=args.schedules,
         log_level=args.log_level,
         log_format=args.log_format,
     )
@@ -53,6 +55,8 @@ def _dev(args: argparse.Namespace) -> int:
         return run_dev(options)
     except (AppLoadError, PortInUseError, NotInstalledError) as exc:
         raise UsageError(str(exc)) from None
+    except (ScheduleFileError, InvalidArgument, PayloadTooLarge, AlreadyExists) as exc:
+        raise UsageError(f"--schedules: {exc}") from None
     except (EmbeddedServerError, Unavailable) as exc:
         raise CommandError(str(exc)) from None
 

@@ -12,6 +12,7 @@ from taskflow.config import Settings
 from taskflow.embedded import port_unavailable
 from taskflow.engine import Engine
 from taskflow.housekeeping import Housekeeper
+from taskflow.scheduling import Scheduler
 
 log = logging.getLogger("taskflow.services")
 
@@ -38,7 +39,8 @@ def check_ports(host: str, ports: Mapping[str, int]) -> None:
 
 
 class ApiServices:
-    """An engine, the gRPC/HTTP API server on it and, optionally, the housekeeping sweep."""
+    """An engine, the gRPC/HTTP API server on it and, optionally, housekeeping: the recovery
+    sweep and the cron scheduler."""
 
     def __init__(
         self,
@@ -58,6 +60,13 @@ class ApiServices:
         self._server: ApiServer | None = None
         self._sweep_stop = asyncio.Event()
         self._sweep: asyncio.Task[None] | None = None
+        self._scheduler: asyncio.Task[None] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the services are not started")
+        return self._engine
 
     async def start(self) -> None:
         """Connect (raises ``taskflow.errors.Unavailable``), then serve. Ports are the bound
@@ -85,6 +94,9 @@ class ApiServices:
             self._sweep = asyncio.create_task(
                 Housekeeper(self._engine).run(self._sweep_stop), name="housekeeping"
             )
+            self._scheduler = asyncio.create_task(
+                Scheduler(self._engine).run(self._sweep_stop), name="scheduler"
+            )
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop the API (in-flight calls get ``grace`` seconds), then housekeeping, then the
@@ -92,10 +104,11 @@ class ApiServices:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
-        if self._sweep is not None:
-            self._sweep_stop.set()
-            await self._sweep
-            self._sweep = None
+        self._sweep_stop.set()
+        for task in (self._sweep, self._scheduler):
+            if task is not None:
+                await task
+        self._sweep = self._scheduler = None
         if self._engine is not None:
             await self._engine.close()
             self._engine = None

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from taskflow import keys as K
 from taskflow.keys import QueueKeys, QueueRef
-from taskflow.models import ClaimedTask, DispatchBlob, ExpiredLease, RateLimit
+from taskflow.models import ClaimedTask, DispatchBlob, ExpiredLease, RateLimit, WorkerStatus
 from taskflow.queue.scripts import Scripts
 
 __all__ = ["ClaimBatch", "Dispatcher", "EnqueueItem", "RateLimit", "RedisAction"]
@@ -82,6 +82,23 @@ class Dispatcher:
     async def count_replayed(self, ref: QueueRef, n: int) -> None:
         """Dead letters sent back to the queue (dead letters = failed - replayed)."""
         await self.redis.hincrby(QueueKeys(ref).stats, "replayed", n)
+
+    async def announce_worker(self, status: WorkerStatus) -> None:
+        await self.redis.hset(K.WORKERS, status.name, status.encode())
+
+    async def forget_worker(self, name: str) -> None:
+        await self.redis.hdel(K.WORKERS, name)
+
+    async def workers(self) -> list[WorkerStatus]:
+        """Every worker that announced itself (stale entries included: see ``seen_at``)."""
+        raw = await self.redis.hgetall(K.WORKERS)
+        found = []
+        for name, value in raw.items():
+            try:
+                found.append(WorkerStatus.decode(_s(name), value))
+            except (ValueError, KeyError, TypeError):
+                continue  # not ours, or from an incompatible version: not shown
+        return sorted(found, key=lambda w: w.name)
 
     async def queues(self) -> list[QueueRef]:
         members = await self.redis.smembers(K.QUEUES)

@@ -237,3 +237,26 @@ async def test_retry_is_scheduled_within_the_backoff_ceiling(
     done = await wait_for(engine, task_id)
     assert done.state == TaskState.SUCCEEDED and done.result == 2
     assert done.error is None and done.traceback is None  # a success clears the last error
+
+
+async def test_a_running_worker_announces_itself_and_leaves_when_it_stops(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    router = Router()
+
+    @router.task("noop")
+    async def noop(ctx: TaskContext, payload: None) -> None:
+        return None
+
+    worker = workers.start(router, concurrency=3, name="announced")
+    await wait_for(engine, await submit("noop"))
+
+    async def announced() -> bool:
+        found = [w for w in await engine.workers() if w.name == "announced"]
+        return bool(found) and found[0].finished >= 1
+
+    await eventually(announced, what="the worker's announcement")
+    (status,) = [w for w in await engine.workers() if w.name == "announced"]
+    assert (status.concurrency, status.queues) == (3, ("default/jobs",))
+    await workers.stop(worker)
+    assert [w.name for w in await engine.workers()] == []

@@ -28,7 +28,7 @@ from typing import Any
 from taskflow.config import Settings
 from taskflow.errors import STORE_ERRORS
 from taskflow.keys import QueueRef
-from taskflow.models import ClaimedTask, Outcome
+from taskflow.models import ClaimedTask, Outcome, WorkerStatus, utcnow
 from taskflow.worker_session import AttemptEnd, LeaseEvents, WorkerSession
 from taskflow_worker.context import PermanentError, TaskContext
 from taskflow_worker.router import HandlerSpec, Router
@@ -85,11 +85,26 @@ class Worker:
         self.claimed_total = 0
         self.finished_total = 0
         self.draining = False
+        self.started_at = utcnow()
         self._slot_freed = asyncio.Event()
         self._threads = HandlerThreads(config.concurrency)
         self._session: WorkerSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+
+    def status(self) -> WorkerStatus:
+        """What this worker announces with its heartbeat (dashboards, ``taskflow top``)."""
+        return WorkerStatus(
+            name=self.config.name,
+            queues=tuple(q.qualified for q in self.config.queues),
+            concurrency=self.config.concurrency,
+            in_flight=len(self.inflight),
+            abandoned=self.abandoned,
+            claimed=self.claimed_total,
+            finished=self.finished_total,
+            started_at=self.started_at,
+            seen_at=utcnow(),
+        )
 
     @property
     def abandoned(self) -> int:
@@ -123,7 +138,7 @@ class Worker:
             },
         )
         claimer = asyncio.create_task(self._claim_loop(), name="claim-loop")
-        heart = asyncio.create_task(session.heartbeat_forever(), name="heartbeat")
+        heart = asyncio.create_task(session.heartbeat_forever(self.status), name="heartbeat")
         listener = asyncio.create_task(
             session.watch_cancellations(self.config.queues), name="cancel-listener"
         )

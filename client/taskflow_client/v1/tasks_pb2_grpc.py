@@ -84,6 +84,31 @@ class TaskServiceStub:
                 request_serializer=taskflow_dot_v1_dot_tasks__pb2.ReplayDeadLettersRequest.SerializeToString,
                 response_deserializer=taskflow_dot_v1_dot_tasks__pb2.ReplayDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.PutSchedule = channel.unary_unary(
+                '/taskflow.v1.TaskService/PutSchedule',
+                request_serializer=taskflow_dot_v1_dot_tasks__pb2.PutScheduleRequest.SerializeToString,
+                response_deserializer=taskflow_dot_v1_dot_tasks__pb2.PutScheduleResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/taskflow.v1.TaskService/GetSchedule',
+                request_serializer=taskflow_dot_v1_dot_tasks__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=taskflow_dot_v1_dot_tasks__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/taskflow.v1.TaskService/ListSchedules',
+                request_serializer=taskflow_dot_v1_dot_tasks__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=taskflow_dot_v1_dot_tasks__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/taskflow.v1.TaskService/DeleteSchedule',
+                request_serializer=taskflow_dot_v1_dot_tasks__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=taskflow_dot_v1_dot_tasks__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.SetScheduleSuspended = channel.unary_unary(
+                '/taskflow.v1.TaskService/SetScheduleSuspended',
+                request_serializer=taskflow_dot_v1_dot_tasks__pb2.SetScheduleSuspendedRequest.SerializeToString,
+                response_deserializer=taskflow_dot_v1_dot_tasks__pb2.Schedule.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -156,6 +181,41 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutSchedule(self, request, context):
+        """Cron schedules. Create the schedule of (namespace, name), or update it: a change of cron
+        or timezone starts its ticks anew from now; any other change keeps the next tick.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Idempotent: deleted = false when there was no such schedule. Fired tasks remain.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetScheduleSuspended(self, request, context):
+        """Suspend (no tick fires) or resume a schedule. A resumed schedule fires the latest tick it
+        missed once, unless that tick is older than its starting_deadline_seconds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -208,6 +268,31 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ReplayDeadLetters,
                     request_deserializer=taskflow_dot_v1_dot_tasks__pb2.ReplayDeadLettersRequest.FromString,
                     response_serializer=taskflow_dot_v1_dot_tasks__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'PutSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutSchedule,
+                    request_deserializer=taskflow_dot_v1_dot_tasks__pb2.PutScheduleRequest.FromString,
+                    response_serializer=taskflow_dot_v1_dot_tasks__pb2.PutScheduleResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=taskflow_dot_v1_dot_tasks__pb2.GetScheduleRequest.FromString,
+                    response_serializer=taskflow_dot_v1_dot_tasks__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=taskflow_dot_v1_dot_tasks__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=taskflow_dot_v1_dot_tasks__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=taskflow_dot_v1_dot_tasks__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=taskflow_dot_v1_dot_tasks__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'SetScheduleSuspended': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetScheduleSuspended,
+                    request_deserializer=taskflow_dot_v1_dot_tasks__pb2.SetScheduleSuspendedRequest.FromString,
+                    response_serializer=taskflow_dot_v1_dot_tasks__pb2.Schedule.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -480,6 +565,141 @@ class TaskService:
             '/taskflow.v1.TaskService/ReplayDeadLetters',
             taskflow_dot_v1_dot_tasks__pb2.ReplayDeadLettersRequest.SerializeToString,
             taskflow_dot_v1_dot_tasks__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskflow.v1.TaskService/PutSchedule',
+            taskflow_dot_v1_dot_tasks__pb2.PutScheduleRequest.SerializeToString,
+            taskflow_dot_v1_dot_tasks__pb2.PutScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskflow.v1.TaskService/GetSchedule',
+            taskflow_dot_v1_dot_tasks__pb2.GetScheduleRequest.SerializeToString,
+            taskflow_dot_v1_dot_tasks__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskflow.v1.TaskService/ListSchedules',
+            taskflow_dot_v1_dot_tasks__pb2.ListSchedulesRequest.SerializeToString,
+            taskflow_dot_v1_dot_tasks__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskflow.v1.TaskService/DeleteSchedule',
+            taskflow_dot_v1_dot_tasks__pb2.DeleteScheduleRequest.SerializeToString,
+            taskflow_dot_v1_dot_tasks__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetScheduleSuspended(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskflow.v1.TaskService/SetScheduleSuspended',
+            taskflow_dot_v1_dot_tasks__pb2.SetScheduleSuspendedRequest.SerializeToString,
+            taskflow_dot_v1_dot_tasks__pb2.Schedule.FromString,
             options,
             channel_credentials,
             insecure,

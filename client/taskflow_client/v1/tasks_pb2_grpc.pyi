@@ -57,6 +57,18 @@ class TaskServiceStub:
     """Tasks of a queue that exhausted their retries (state failed)."""
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.ReplayDeadLettersRequest, _tasks_pb2.ReplayDeadLettersResponse]
     """Queue dead-lettered tasks again (attempt counters reset). Empty task_ids = all of the queue."""
+    PutSchedule: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.PutScheduleRequest, _tasks_pb2.PutScheduleResponse]
+    """Cron schedules. Create the schedule of (namespace, name), or update it: a change of cron
+    or timezone starts its ticks anew from now; any other change keeps the next tick.
+    """
+    GetSchedule: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.GetScheduleRequest, _tasks_pb2.Schedule]
+    ListSchedules: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.ListSchedulesRequest, _tasks_pb2.ListSchedulesResponse]
+    DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.DeleteScheduleRequest, _tasks_pb2.DeleteScheduleResponse]
+    """Idempotent: deleted = false when there was no such schedule. Fired tasks remain."""
+    SetScheduleSuspended: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.SetScheduleSuspendedRequest, _tasks_pb2.Schedule]
+    """Suspend (no tick fires) or resume a schedule. A resumed schedule fires the latest tick it
+    missed once, unless that tick is older than its starting_deadline_seconds.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -80,6 +92,18 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """Tasks of a queue that exhausted their retries (state failed)."""
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_tasks_pb2.ReplayDeadLettersRequest, _tasks_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
     """Queue dead-lettered tasks again (attempt counters reset). Empty task_ids = all of the queue."""
+    PutSchedule: _aio.UnaryUnaryMultiCallable[_tasks_pb2.PutScheduleRequest, _tasks_pb2.PutScheduleResponse]  # type: ignore[assignment]
+    """Cron schedules. Create the schedule of (namespace, name), or update it: a change of cron
+    or timezone starts its ticks anew from now; any other change keeps the next tick.
+    """
+    GetSchedule: _aio.UnaryUnaryMultiCallable[_tasks_pb2.GetScheduleRequest, _tasks_pb2.Schedule]  # type: ignore[assignment]
+    ListSchedules: _aio.UnaryUnaryMultiCallable[_tasks_pb2.ListSchedulesRequest, _tasks_pb2.ListSchedulesResponse]  # type: ignore[assignment]
+    DeleteSchedule: _aio.UnaryUnaryMultiCallable[_tasks_pb2.DeleteScheduleRequest, _tasks_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
+    """Idempotent: deleted = false when there was no such schedule. Fired tasks remain."""
+    SetScheduleSuspended: _aio.UnaryUnaryMultiCallable[_tasks_pb2.SetScheduleSuspendedRequest, _tasks_pb2.Schedule]  # type: ignore[assignment]
+    """Suspend (no tick fires) or resume a schedule. A resumed schedule fires the latest tick it
+    missed once, unless that tick is older than its starting_deadline_seconds.
+    """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -160,5 +184,47 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_tasks_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_tasks_pb2.ReplayDeadLettersResponse]]:
         """Queue dead-lettered tasks again (attempt counters reset). Empty task_ids = all of the queue."""
+
+    @_abc_1.abstractmethod
+    def PutSchedule(
+        self,
+        request: _tasks_pb2.PutScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.PutScheduleResponse, _abc.Awaitable[_tasks_pb2.PutScheduleResponse]]:
+        """Cron schedules. Create the schedule of (namespace, name), or update it: a change of cron
+        or timezone starts its ticks anew from now; any other change keeps the next tick.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSchedule(
+        self,
+        request: _tasks_pb2.GetScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.Schedule, _abc.Awaitable[_tasks_pb2.Schedule]]: ...
+
+    @_abc_1.abstractmethod
+    def ListSchedules(
+        self,
+        request: _tasks_pb2.ListSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.ListSchedulesResponse, _abc.Awaitable[_tasks_pb2.ListSchedulesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteSchedule(
+        self,
+        request: _tasks_pb2.DeleteScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.DeleteScheduleResponse, _abc.Awaitable[_tasks_pb2.DeleteScheduleResponse]]:
+        """Idempotent: deleted = false when there was no such schedule. Fired tasks remain."""
+
+    @_abc_1.abstractmethod
+    def SetScheduleSuspended(
+        self,
+        request: _tasks_pb2.SetScheduleSuspendedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.Schedule, _abc.Awaitable[_tasks_pb2.Schedule]]:
+        """Suspend (no tick fires) or resume a schedule. A resumed schedule fires the latest tick it
+        missed once, unless that tick is older than its starting_deadline_seconds.
+        """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

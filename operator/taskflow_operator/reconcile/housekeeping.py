@@ -7,13 +7,15 @@ import contextlib
 import logging
 
 from taskflow.housekeeping import Housekeeper
+from taskflow.scheduling import Scheduler
 from taskflow_operator.context import OperatorContext
 
 log = logging.getLogger("taskflow.operator.housekeeping")
 
 
 async def housekeeping_loop(ctx: OperatorContext, stop: asyncio.Event) -> None:
-    """Run the sweeper exactly while ``ctx.leadership`` is active, until ``stop``."""
+    """Run the sweeper and the cron scheduler exactly while ``ctx.leadership`` is active,
+    until ``stop``."""
     keeper = Housekeeper(ctx.engine)
     lead = ctx.leadership
     while not stop.is_set():
@@ -22,7 +24,7 @@ async def housekeeping_loop(ctx: OperatorContext, stop: asyncio.Event) -> None:
             continue
         log.info("housekeeping started (this operator leads)")
         sweeping = asyncio.Event()
-        runner = asyncio.create_task(keeper.run(sweeping))
+        runner = asyncio.gather(keeper.run(sweeping), Scheduler(ctx.engine).run(sweeping))
         while lead.active and not stop.is_set():
             await _wait_change(lead.changed, stop)
         sweeping.set()

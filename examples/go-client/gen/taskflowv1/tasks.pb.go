@@ -1458,6 +1458,712 @@ func (x *ReplayDeadLettersResponse) GetTaskIds() []string {
 	return nil
 }
 
+// A cron schedule as a client declares it.
+type ScheduleSpec struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"` // default "default"
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`           // required; unique in the namespace
+	// Five fields (minute hour day-of-month month day-of-week) or @hourly, @daily, @weekly,
+	// @monthly, @yearly. Required.
+	Cron string `protobuf:"bytes,3,opt,name=cron,proto3" json:"cron,omitempty"`
+	// IANA time zone of the expression, e.g. "Europe/Paris"; empty = "UTC". Across a DST
+	// change, each matching wall-clock time fires once: a repeated one at its first
+	// occurrence, a skipped one at the end of the gap.
+	Timezone string `protobuf:"bytes,4,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	// What a tick does while the previous fire's task is unfinished: "Allow" (default, fire
+	// anyway), "Forbid" (skip the tick) or "Replace" (cancel that task, then fire).
+	ConcurrencyPolicy string `protobuf:"bytes,5,opt,name=concurrency_policy,json=concurrencyPolicy,proto3" json:"concurrency_policy,omitempty"`
+	Suspend           bool   `protobuf:"varint,6,opt,name=suspend,proto3" json:"suspend,omitempty"`
+	// A tick fired later than this many seconds (scheduler down, schedule suspended) is
+	// skipped and counted instead. Unset: a late tick fires however late.
+	StartingDeadlineSeconds *int32 `protobuf:"varint,7,opt,name=starting_deadline_seconds,json=startingDeadlineSeconds,proto3,oneof" json:"starting_deadline_seconds,omitempty"`
+	// Who manages the schedule: empty for the API; "file:PATH" for `taskflow dev --schedules`.
+	// Only the owner may replace a schedule.
+	Owner string `protobuf:"bytes,8,opt,name=owner,proto3" json:"owner,omitempty"`
+	// What each tick fires.
+	//
+	// Types that are valid to be assigned to Target:
+	//
+	//	*ScheduleSpec_Task
+	Target        isScheduleSpec_Target `protobuf_oneof:"target"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleSpec) Reset() {
+	*x = ScheduleSpec{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleSpec) ProtoMessage() {}
+
+func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
+func (*ScheduleSpec) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ScheduleSpec) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetTimezone() string {
+	if x != nil {
+		return x.Timezone
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetConcurrencyPolicy() string {
+	if x != nil {
+		return x.ConcurrencyPolicy
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetSuspend() bool {
+	if x != nil {
+		return x.Suspend
+	}
+	return false
+}
+
+func (x *ScheduleSpec) GetStartingDeadlineSeconds() int32 {
+	if x != nil && x.StartingDeadlineSeconds != nil {
+		return *x.StartingDeadlineSeconds
+	}
+	return 0
+}
+
+func (x *ScheduleSpec) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetTarget() isScheduleSpec_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *ScheduleSpec) GetTask() *TaskSpec {
+	if x != nil {
+		if x, ok := x.Target.(*ScheduleSpec_Task); ok {
+			return x.Task
+		}
+	}
+	return nil
+}
+
+type isScheduleSpec_Target interface {
+	isScheduleSpec_Target()
+}
+
+type ScheduleSpec_Task struct {
+	// A task; its namespace is the schedule's. idempotency_key, run_at and delay_seconds are
+	// set per tick: each tick submits with the key "schedule:<id>:<tick>" and the labels
+	// taskflow.dev/schedule and taskflow.dev/tick.
+	Task *TaskSpec `protobuf:"bytes,9,opt,name=task,proto3,oneof"`
+}
+
+func (*ScheduleSpec_Task) isScheduleSpec_Target() {}
+
+// A schedule and what the scheduler did with it.
+type Schedule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *ScheduleSpec          `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	Id    string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// The tick that fires next (unset while suspended); in the past while no scheduler runs.
+	NextFireTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=next_fire_time,json=nextFireTime,proto3" json:"next_fire_time,omitempty"`
+	// The tick of the latest fire (the scheduled time, not when it was submitted).
+	LastFireTime   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_fire_time,json=lastFireTime,proto3" json:"last_fire_time,omitempty"`
+	LastTaskId     string                 `protobuf:"bytes,5,opt,name=last_task_id,json=lastTaskId,proto3" json:"last_task_id,omitempty"`
+	FireCount      int64                  `protobuf:"varint,6,opt,name=fire_count,json=fireCount,proto3" json:"fire_count,omitempty"`
+	SkipCount      int64                  `protobuf:"varint,7,opt,name=skip_count,json=skipCount,proto3" json:"skip_count,omitempty"` // ticks skipped (Forbid, starting deadline)
+	LastSkipTime   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_skip_time,json=lastSkipTime,proto3" json:"last_skip_time,omitempty"`
+	LastSkipReason string                 `protobuf:"bytes,9,opt,name=last_skip_reason,json=lastSkipReason,proto3" json:"last_skip_reason,omitempty"`
+	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt      *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	LastFiredAt    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_fired_at,json=lastFiredAt,proto3" json:"last_fired_at,omitempty"` // when the latest fire was submitted
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Schedule) Reset() {
+	*x = Schedule{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schedule) ProtoMessage() {}
+
+func (x *Schedule) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
+func (*Schedule) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Schedule) GetSpec() *ScheduleSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Schedule) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Schedule) GetNextFireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextFireTime
+	}
+	return nil
+}
+
+func (x *Schedule) GetLastFireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFireTime
+	}
+	return nil
+}
+
+func (x *Schedule) GetLastTaskId() string {
+	if x != nil {
+		return x.LastTaskId
+	}
+	return ""
+}
+
+func (x *Schedule) GetFireCount() int64 {
+	if x != nil {
+		return x.FireCount
+	}
+	return 0
+}
+
+func (x *Schedule) GetSkipCount() int64 {
+	if x != nil {
+		return x.SkipCount
+	}
+	return 0
+}
+
+func (x *Schedule) GetLastSkipTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSkipTime
+	}
+	return nil
+}
+
+func (x *Schedule) GetLastSkipReason() string {
+	if x != nil {
+		return x.LastSkipReason
+	}
+	return ""
+}
+
+func (x *Schedule) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Schedule) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Schedule) GetLastFiredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFiredAt
+	}
+	return nil
+}
+
+type PutScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *ScheduleSpec          `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutScheduleRequest) Reset() {
+	*x = PutScheduleRequest{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutScheduleRequest) ProtoMessage() {}
+
+func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutScheduleRequest.ProtoReflect.Descriptor instead.
+func (*PutScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PutScheduleRequest) GetSchedule() *ScheduleSpec {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+type PutScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *Schedule              `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	Changed       bool                   `protobuf:"varint,3,opt,name=changed,proto3" json:"changed,omitempty"` // false when the stored schedule was already exactly this
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutScheduleResponse) Reset() {
+	*x = PutScheduleResponse{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutScheduleResponse) ProtoMessage() {}
+
+func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutScheduleResponse.ProtoReflect.Descriptor instead.
+func (*PutScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PutScheduleResponse) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+func (x *PutScheduleResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *PutScheduleResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type GetScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetScheduleRequest) Reset() {
+	*x = GetScheduleRequest{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetScheduleRequest) ProtoMessage() {}
+
+func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetScheduleRequest.ProtoReflect.Descriptor instead.
+func (*GetScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetScheduleRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListSchedulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`                // empty = every namespace
+	PageSize      int32                  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"` // default 100, max 1000
+	PageToken     string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesRequest) Reset() {
+	*x = ListSchedulesRequest{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesRequest) ProtoMessage() {}
+
+func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListSchedulesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ListSchedulesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSchedulesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListSchedulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedules     []*Schedule            `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"` // by namespace, then name
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesResponse) Reset() {
+	*x = ListSchedulesResponse{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesResponse) ProtoMessage() {}
+
+func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+func (x *ListSchedulesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type DeleteScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteScheduleRequest) Reset() {
+	*x = DeleteScheduleRequest{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteScheduleRequest) ProtoMessage() {}
+
+func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DeleteScheduleRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *DeleteScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deleted       bool                   `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteScheduleResponse) Reset() {
+	*x = DeleteScheduleResponse{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteScheduleResponse) ProtoMessage() {}
+
+func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DeleteScheduleResponse) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+type SetScheduleSuspendedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Suspend       bool                   `protobuf:"varint,3,opt,name=suspend,proto3" json:"suspend,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetScheduleSuspendedRequest) Reset() {
+	*x = SetScheduleSuspendedRequest{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetScheduleSuspendedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetScheduleSuspendedRequest) ProtoMessage() {}
+
+func (x *SetScheduleSuspendedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetScheduleSuspendedRequest.ProtoReflect.Descriptor instead.
+func (*SetScheduleSuspendedRequest) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SetScheduleSuspendedRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *SetScheduleSuspendedRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetScheduleSuspendedRequest) GetSuspend() bool {
+	if x != nil {
+		return x.Suspend
+	}
+	return false
+}
+
 var File_taskflow_v1_tasks_proto protoreflect.FileDescriptor
 
 const file_taskflow_v1_tasks_proto_rawDesc = "" +
@@ -1591,7 +2297,64 @@ const file_taskflow_v1_tasks_proto_rawDesc = "" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x19\n" +
 	"\btask_ids\x18\x03 \x03(\tR\ataskIds\"6\n" +
 	"\x19ReplayDeadLettersResponse\x12\x19\n" +
-	"\btask_ids\x18\x01 \x03(\tR\ataskIds2\x9d\x06\n" +
+	"\btask_ids\x18\x01 \x03(\tR\ataskIds\"\xe5\x02\n" +
+	"\fScheduleSpec\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04cron\x18\x03 \x01(\tR\x04cron\x12\x1a\n" +
+	"\btimezone\x18\x04 \x01(\tR\btimezone\x12-\n" +
+	"\x12concurrency_policy\x18\x05 \x01(\tR\x11concurrencyPolicy\x12\x18\n" +
+	"\asuspend\x18\x06 \x01(\bR\asuspend\x12?\n" +
+	"\x19starting_deadline_seconds\x18\a \x01(\x05H\x01R\x17startingDeadlineSeconds\x88\x01\x01\x12\x14\n" +
+	"\x05owner\x18\b \x01(\tR\x05owner\x12+\n" +
+	"\x04task\x18\t \x01(\v2\x15.taskflow.v1.TaskSpecH\x00R\x04taskB\b\n" +
+	"\x06targetB\x1c\n" +
+	"\x1a_starting_deadline_seconds\"\xcf\x04\n" +
+	"\bSchedule\x12-\n" +
+	"\x04spec\x18\x01 \x01(\v2\x19.taskflow.v1.ScheduleSpecR\x04spec\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12@\n" +
+	"\x0enext_fire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fnextFireTime\x12@\n" +
+	"\x0elast_fire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\flastFireTime\x12 \n" +
+	"\flast_task_id\x18\x05 \x01(\tR\n" +
+	"lastTaskId\x12\x1d\n" +
+	"\n" +
+	"fire_count\x18\x06 \x01(\x03R\tfireCount\x12\x1d\n" +
+	"\n" +
+	"skip_count\x18\a \x01(\x03R\tskipCount\x12@\n" +
+	"\x0elast_skip_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\flastSkipTime\x12(\n" +
+	"\x10last_skip_reason\x18\t \x01(\tR\x0elastSkipReason\x129\n" +
+	"\n" +
+	"created_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12>\n" +
+	"\rlast_fired_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vlastFiredAt\"K\n" +
+	"\x12PutScheduleRequest\x125\n" +
+	"\bschedule\x18\x01 \x01(\v2\x19.taskflow.v1.ScheduleSpecR\bschedule\"|\n" +
+	"\x13PutScheduleResponse\x121\n" +
+	"\bschedule\x18\x01 \x01(\v2\x15.taskflow.v1.ScheduleR\bschedule\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\x12\x18\n" +
+	"\achanged\x18\x03 \x01(\bR\achanged\"F\n" +
+	"\x12GetScheduleRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"p\n" +
+	"\x14ListSchedulesRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"t\n" +
+	"\x15ListSchedulesResponse\x123\n" +
+	"\tschedules\x18\x01 \x03(\v2\x15.taskflow.v1.ScheduleR\tschedules\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"I\n" +
+	"\x15DeleteScheduleRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"2\n" +
+	"\x16DeleteScheduleResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\bR\adeleted\"i\n" +
+	"\x1bSetScheduleSuspendedRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\asuspend\x18\x03 \x01(\bR\asuspend2\xc2\t\n" +
 	"\vTaskService\x12M\n" +
 	"\n" +
 	"SubmitTask\x12\x1e.taskflow.v1.SubmitTaskRequest\x1a\x1f.taskflow.v1.SubmitTaskResponse\x12P\n" +
@@ -1605,7 +2368,12 @@ const file_taskflow_v1_tasks_proto_rawDesc = "" +
 	"\n" +
 	"ListQueues\x12\x1e.taskflow.v1.ListQueuesRequest\x1a\x1f.taskflow.v1.ListQueuesResponse\x12V\n" +
 	"\x0fListDeadLetters\x12#.taskflow.v1.ListDeadLettersRequest\x1a\x1e.taskflow.v1.ListTasksResponse\x12b\n" +
-	"\x11ReplayDeadLetters\x12%.taskflow.v1.ReplayDeadLettersRequest\x1a&.taskflow.v1.ReplayDeadLettersResponseB;Z9taskflow.dev/examples/go-client/gen/taskflowv1;taskflowv1b\x06proto3"
+	"\x11ReplayDeadLetters\x12%.taskflow.v1.ReplayDeadLettersRequest\x1a&.taskflow.v1.ReplayDeadLettersResponse\x12P\n" +
+	"\vPutSchedule\x12\x1f.taskflow.v1.PutScheduleRequest\x1a .taskflow.v1.PutScheduleResponse\x12E\n" +
+	"\vGetSchedule\x12\x1f.taskflow.v1.GetScheduleRequest\x1a\x15.taskflow.v1.Schedule\x12V\n" +
+	"\rListSchedules\x12!.taskflow.v1.ListSchedulesRequest\x1a\".taskflow.v1.ListSchedulesResponse\x12Y\n" +
+	"\x0eDeleteSchedule\x12\".taskflow.v1.DeleteScheduleRequest\x1a#.taskflow.v1.DeleteScheduleResponse\x12W\n" +
+	"\x14SetScheduleSuspended\x12(.taskflow.v1.SetScheduleSuspendedRequest\x1a\x15.taskflow.v1.ScheduleB;Z9taskflow.dev/examples/go-client/gen/taskflowv1;taskflowv1b\x06proto3"
 
 var (
 	file_taskflow_v1_tasks_proto_rawDescOnce sync.Once
@@ -1619,77 +2387,108 @@ func file_taskflow_v1_tasks_proto_rawDescGZIP() []byte {
 	return file_taskflow_v1_tasks_proto_rawDescData
 }
 
-var file_taskflow_v1_tasks_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_taskflow_v1_tasks_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_taskflow_v1_tasks_proto_goTypes = []any{
-	(*TaskSpec)(nil),                  // 0: taskflow.v1.TaskSpec
-	(*RetryPolicy)(nil),               // 1: taskflow.v1.RetryPolicy
-	(*SubmitTaskRequest)(nil),         // 2: taskflow.v1.SubmitTaskRequest
-	(*SubmitTaskResponse)(nil),        // 3: taskflow.v1.SubmitTaskResponse
-	(*SubmitTasksRequest)(nil),        // 4: taskflow.v1.SubmitTasksRequest
-	(*SubmitTasksResponse)(nil),       // 5: taskflow.v1.SubmitTasksResponse
-	(*GetTaskRequest)(nil),            // 6: taskflow.v1.GetTaskRequest
-	(*WatchTaskRequest)(nil),          // 7: taskflow.v1.WatchTaskRequest
-	(*CancelTaskRequest)(nil),         // 8: taskflow.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),        // 9: taskflow.v1.CancelTaskResponse
-	(*Attempt)(nil),                   // 10: taskflow.v1.Attempt
-	(*Task)(nil),                      // 11: taskflow.v1.Task
-	(*ListTasksRequest)(nil),          // 12: taskflow.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),         // 13: taskflow.v1.ListTasksResponse
-	(*GetQueueStatsRequest)(nil),      // 14: taskflow.v1.GetQueueStatsRequest
-	(*QueueStats)(nil),                // 15: taskflow.v1.QueueStats
-	(*ListQueuesRequest)(nil),         // 16: taskflow.v1.ListQueuesRequest
-	(*ListQueuesResponse)(nil),        // 17: taskflow.v1.ListQueuesResponse
-	(*ListDeadLettersRequest)(nil),    // 18: taskflow.v1.ListDeadLettersRequest
-	(*ReplayDeadLettersRequest)(nil),  // 19: taskflow.v1.ReplayDeadLettersRequest
-	(*ReplayDeadLettersResponse)(nil), // 20: taskflow.v1.ReplayDeadLettersResponse
-	nil,                               // 21: taskflow.v1.TaskSpec.LabelsEntry
-	nil,                               // 22: taskflow.v1.Task.LabelsEntry
-	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
+	(*TaskSpec)(nil),                    // 0: taskflow.v1.TaskSpec
+	(*RetryPolicy)(nil),                 // 1: taskflow.v1.RetryPolicy
+	(*SubmitTaskRequest)(nil),           // 2: taskflow.v1.SubmitTaskRequest
+	(*SubmitTaskResponse)(nil),          // 3: taskflow.v1.SubmitTaskResponse
+	(*SubmitTasksRequest)(nil),          // 4: taskflow.v1.SubmitTasksRequest
+	(*SubmitTasksResponse)(nil),         // 5: taskflow.v1.SubmitTasksResponse
+	(*GetTaskRequest)(nil),              // 6: taskflow.v1.GetTaskRequest
+	(*WatchTaskRequest)(nil),            // 7: taskflow.v1.WatchTaskRequest
+	(*CancelTaskRequest)(nil),           // 8: taskflow.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),          // 9: taskflow.v1.CancelTaskResponse
+	(*Attempt)(nil),                     // 10: taskflow.v1.Attempt
+	(*Task)(nil),                        // 11: taskflow.v1.Task
+	(*ListTasksRequest)(nil),            // 12: taskflow.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),           // 13: taskflow.v1.ListTasksResponse
+	(*GetQueueStatsRequest)(nil),        // 14: taskflow.v1.GetQueueStatsRequest
+	(*QueueStats)(nil),                  // 15: taskflow.v1.QueueStats
+	(*ListQueuesRequest)(nil),           // 16: taskflow.v1.ListQueuesRequest
+	(*ListQueuesResponse)(nil),          // 17: taskflow.v1.ListQueuesResponse
+	(*ListDeadLettersRequest)(nil),      // 18: taskflow.v1.ListDeadLettersRequest
+	(*ReplayDeadLettersRequest)(nil),    // 19: taskflow.v1.ReplayDeadLettersRequest
+	(*ReplayDeadLettersResponse)(nil),   // 20: taskflow.v1.ReplayDeadLettersResponse
+	(*ScheduleSpec)(nil),                // 21: taskflow.v1.ScheduleSpec
+	(*Schedule)(nil),                    // 22: taskflow.v1.Schedule
+	(*PutScheduleRequest)(nil),          // 23: taskflow.v1.PutScheduleRequest
+	(*PutScheduleResponse)(nil),         // 24: taskflow.v1.PutScheduleResponse
+	(*GetScheduleRequest)(nil),          // 25: taskflow.v1.GetScheduleRequest
+	(*ListSchedulesRequest)(nil),        // 26: taskflow.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),       // 27: taskflow.v1.ListSchedulesResponse
+	(*DeleteScheduleRequest)(nil),       // 28: taskflow.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),      // 29: taskflow.v1.DeleteScheduleResponse
+	(*SetScheduleSuspendedRequest)(nil), // 30: taskflow.v1.SetScheduleSuspendedRequest
+	nil,                                 // 31: taskflow.v1.TaskSpec.LabelsEntry
+	nil,                                 // 32: taskflow.v1.Task.LabelsEntry
+	(*timestamppb.Timestamp)(nil),       // 33: google.protobuf.Timestamp
 }
 var file_taskflow_v1_tasks_proto_depIdxs = []int32{
-	23, // 0: taskflow.v1.TaskSpec.run_at:type_name -> google.protobuf.Timestamp
+	33, // 0: taskflow.v1.TaskSpec.run_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: taskflow.v1.TaskSpec.retry:type_name -> taskflow.v1.RetryPolicy
-	21, // 2: taskflow.v1.TaskSpec.labels:type_name -> taskflow.v1.TaskSpec.LabelsEntry
+	31, // 2: taskflow.v1.TaskSpec.labels:type_name -> taskflow.v1.TaskSpec.LabelsEntry
 	0,  // 3: taskflow.v1.SubmitTaskRequest.task:type_name -> taskflow.v1.TaskSpec
 	0,  // 4: taskflow.v1.SubmitTasksRequest.tasks:type_name -> taskflow.v1.TaskSpec
 	3,  // 5: taskflow.v1.SubmitTasksResponse.results:type_name -> taskflow.v1.SubmitTaskResponse
 	11, // 6: taskflow.v1.CancelTaskResponse.task:type_name -> taskflow.v1.Task
-	23, // 7: taskflow.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	23, // 8: taskflow.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	23, // 9: taskflow.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	23, // 10: taskflow.v1.Task.run_at:type_name -> google.protobuf.Timestamp
-	23, // 11: taskflow.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	23, // 12: taskflow.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	23, // 13: taskflow.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 7: taskflow.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	33, // 8: taskflow.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	33, // 9: taskflow.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	33, // 10: taskflow.v1.Task.run_at:type_name -> google.protobuf.Timestamp
+	33, // 11: taskflow.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	33, // 12: taskflow.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	33, // 13: taskflow.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
 	10, // 14: taskflow.v1.Task.attempt_history:type_name -> taskflow.v1.Attempt
-	22, // 15: taskflow.v1.Task.labels:type_name -> taskflow.v1.Task.LabelsEntry
+	32, // 15: taskflow.v1.Task.labels:type_name -> taskflow.v1.Task.LabelsEntry
 	11, // 16: taskflow.v1.ListTasksResponse.tasks:type_name -> taskflow.v1.Task
 	15, // 17: taskflow.v1.ListQueuesResponse.queues:type_name -> taskflow.v1.QueueStats
-	2,  // 18: taskflow.v1.TaskService.SubmitTask:input_type -> taskflow.v1.SubmitTaskRequest
-	4,  // 19: taskflow.v1.TaskService.SubmitTasks:input_type -> taskflow.v1.SubmitTasksRequest
-	6,  // 20: taskflow.v1.TaskService.GetTask:input_type -> taskflow.v1.GetTaskRequest
-	7,  // 21: taskflow.v1.TaskService.WatchTask:input_type -> taskflow.v1.WatchTaskRequest
-	8,  // 22: taskflow.v1.TaskService.CancelTask:input_type -> taskflow.v1.CancelTaskRequest
-	12, // 23: taskflow.v1.TaskService.ListTasks:input_type -> taskflow.v1.ListTasksRequest
-	14, // 24: taskflow.v1.TaskService.GetQueueStats:input_type -> taskflow.v1.GetQueueStatsRequest
-	16, // 25: taskflow.v1.TaskService.ListQueues:input_type -> taskflow.v1.ListQueuesRequest
-	18, // 26: taskflow.v1.TaskService.ListDeadLetters:input_type -> taskflow.v1.ListDeadLettersRequest
-	19, // 27: taskflow.v1.TaskService.ReplayDeadLetters:input_type -> taskflow.v1.ReplayDeadLettersRequest
-	3,  // 28: taskflow.v1.TaskService.SubmitTask:output_type -> taskflow.v1.SubmitTaskResponse
-	5,  // 29: taskflow.v1.TaskService.SubmitTasks:output_type -> taskflow.v1.SubmitTasksResponse
-	11, // 30: taskflow.v1.TaskService.GetTask:output_type -> taskflow.v1.Task
-	11, // 31: taskflow.v1.TaskService.WatchTask:output_type -> taskflow.v1.Task
-	9,  // 32: taskflow.v1.TaskService.CancelTask:output_type -> taskflow.v1.CancelTaskResponse
-	13, // 33: taskflow.v1.TaskService.ListTasks:output_type -> taskflow.v1.ListTasksResponse
-	15, // 34: taskflow.v1.TaskService.GetQueueStats:output_type -> taskflow.v1.QueueStats
-	17, // 35: taskflow.v1.TaskService.ListQueues:output_type -> taskflow.v1.ListQueuesResponse
-	13, // 36: taskflow.v1.TaskService.ListDeadLetters:output_type -> taskflow.v1.ListTasksResponse
-	20, // 37: taskflow.v1.TaskService.ReplayDeadLetters:output_type -> taskflow.v1.ReplayDeadLettersResponse
-	28, // [28:38] is the sub-list for method output_type
-	18, // [18:28] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	0,  // 18: taskflow.v1.ScheduleSpec.task:type_name -> taskflow.v1.TaskSpec
+	21, // 19: taskflow.v1.Schedule.spec:type_name -> taskflow.v1.ScheduleSpec
+	33, // 20: taskflow.v1.Schedule.next_fire_time:type_name -> google.protobuf.Timestamp
+	33, // 21: taskflow.v1.Schedule.last_fire_time:type_name -> google.protobuf.Timestamp
+	33, // 22: taskflow.v1.Schedule.last_skip_time:type_name -> google.protobuf.Timestamp
+	33, // 23: taskflow.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	33, // 24: taskflow.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	33, // 25: taskflow.v1.Schedule.last_fired_at:type_name -> google.protobuf.Timestamp
+	21, // 26: taskflow.v1.PutScheduleRequest.schedule:type_name -> taskflow.v1.ScheduleSpec
+	22, // 27: taskflow.v1.PutScheduleResponse.schedule:type_name -> taskflow.v1.Schedule
+	22, // 28: taskflow.v1.ListSchedulesResponse.schedules:type_name -> taskflow.v1.Schedule
+	2,  // 29: taskflow.v1.TaskService.SubmitTask:input_type -> taskflow.v1.SubmitTaskRequest
+	4,  // 30: taskflow.v1.TaskService.SubmitTasks:input_type -> taskflow.v1.SubmitTasksRequest
+	6,  // 31: taskflow.v1.TaskService.GetTask:input_type -> taskflow.v1.GetTaskRequest
+	7,  // 32: taskflow.v1.TaskService.WatchTask:input_type -> taskflow.v1.WatchTaskRequest
+	8,  // 33: taskflow.v1.TaskService.CancelTask:input_type -> taskflow.v1.CancelTaskRequest
+	12, // 34: taskflow.v1.TaskService.ListTasks:input_type -> taskflow.v1.ListTasksRequest
+	14, // 35: taskflow.v1.TaskService.GetQueueStats:input_type -> taskflow.v1.GetQueueStatsRequest
+	16, // 36: taskflow.v1.TaskService.ListQueues:input_type -> taskflow.v1.ListQueuesRequest
+	18, // 37: taskflow.v1.TaskService.ListDeadLetters:input_type -> taskflow.v1.ListDeadLettersRequest
+	19, // 38: taskflow.v1.TaskService.ReplayDeadLetters:input_type -> taskflow.v1.ReplayDeadLettersRequest
+	23, // 39: taskflow.v1.TaskService.PutSchedule:input_type -> taskflow.v1.PutScheduleRequest
+	25, // 40: taskflow.v1.TaskService.GetSchedule:input_type -> taskflow.v1.GetScheduleRequest
+	26, // 41: taskflow.v1.TaskService.ListSchedules:input_type -> taskflow.v1.ListSchedulesRequest
+	28, // 42: taskflow.v1.TaskService.DeleteSchedule:input_type -> taskflow.v1.DeleteScheduleRequest
+	30, // 43: taskflow.v1.TaskService.SetScheduleSuspended:input_type -> taskflow.v1.SetScheduleSuspendedRequest
+	3,  // 44: taskflow.v1.TaskService.SubmitTask:output_type -> taskflow.v1.SubmitTaskResponse
+	5,  // 45: taskflow.v1.TaskService.SubmitTasks:output_type -> taskflow.v1.SubmitTasksResponse
+	11, // 46: taskflow.v1.TaskService.GetTask:output_type -> taskflow.v1.Task
+	11, // 47: taskflow.v1.TaskService.WatchTask:output_type -> taskflow.v1.Task
+	9,  // 48: taskflow.v1.TaskService.CancelTask:output_type -> taskflow.v1.CancelTaskResponse
+	13, // 49: taskflow.v1.TaskService.ListTasks:output_type -> taskflow.v1.ListTasksResponse
+	15, // 50: taskflow.v1.TaskService.GetQueueStats:output_type -> taskflow.v1.QueueStats
+	17, // 51: taskflow.v1.TaskService.ListQueues:output_type -> taskflow.v1.ListQueuesResponse
+	13, // 52: taskflow.v1.TaskService.ListDeadLetters:output_type -> taskflow.v1.ListTasksResponse
+	20, // 53: taskflow.v1.TaskService.ReplayDeadLetters:output_type -> taskflow.v1.ReplayDeadLettersResponse
+	24, // 54: taskflow.v1.TaskService.PutSchedule:output_type -> taskflow.v1.PutScheduleResponse
+	22, // 55: taskflow.v1.TaskService.GetSchedule:output_type -> taskflow.v1.Schedule
+	27, // 56: taskflow.v1.TaskService.ListSchedules:output_type -> taskflow.v1.ListSchedulesResponse
+	29, // 57: taskflow.v1.TaskService.DeleteSchedule:output_type -> taskflow.v1.DeleteScheduleResponse
+	22, // 58: taskflow.v1.TaskService.SetScheduleSuspended:output_type -> taskflow.v1.Schedule
+	44, // [44:59] is the sub-list for method output_type
+	29, // [29:44] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_taskflow_v1_tasks_proto_init() }
@@ -1698,13 +2497,16 @@ func file_taskflow_v1_tasks_proto_init() {
 		return
 	}
 	file_taskflow_v1_tasks_proto_msgTypes[0].OneofWrappers = []any{}
+	file_taskflow_v1_tasks_proto_msgTypes[21].OneofWrappers = []any{
+		(*ScheduleSpec_Task)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskflow_v1_tasks_proto_rawDesc), len(file_taskflow_v1_tasks_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,16 +27,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TaskService_SubmitTask_FullMethodName        = "/taskflow.v1.TaskService/SubmitTask"
-	TaskService_SubmitTasks_FullMethodName       = "/taskflow.v1.TaskService/SubmitTasks"
-	TaskService_GetTask_FullMethodName           = "/taskflow.v1.TaskService/GetTask"
-	TaskService_WatchTask_FullMethodName         = "/taskflow.v1.TaskService/WatchTask"
-	TaskService_CancelTask_FullMethodName        = "/taskflow.v1.TaskService/CancelTask"
-	TaskService_ListTasks_FullMethodName         = "/taskflow.v1.TaskService/ListTasks"
-	TaskService_GetQueueStats_FullMethodName     = "/taskflow.v1.TaskService/GetQueueStats"
-	TaskService_ListQueues_FullMethodName        = "/taskflow.v1.TaskService/ListQueues"
-	TaskService_ListDeadLetters_FullMethodName   = "/taskflow.v1.TaskService/ListDeadLetters"
-	TaskService_ReplayDeadLetters_FullMethodName = "/taskflow.v1.TaskService/ReplayDeadLetters"
+	TaskService_SubmitTask_FullMethodName           = "/taskflow.v1.TaskService/SubmitTask"
+	TaskService_SubmitTasks_FullMethodName          = "/taskflow.v1.TaskService/SubmitTasks"
+	TaskService_GetTask_FullMethodName              = "/taskflow.v1.TaskService/GetTask"
+	TaskService_WatchTask_FullMethodName            = "/taskflow.v1.TaskService/WatchTask"
+	TaskService_CancelTask_FullMethodName           = "/taskflow.v1.TaskService/CancelTask"
+	TaskService_ListTasks_FullMethodName            = "/taskflow.v1.TaskService/ListTasks"
+	TaskService_GetQueueStats_FullMethodName        = "/taskflow.v1.TaskService/GetQueueStats"
+	TaskService_ListQueues_FullMethodName           = "/taskflow.v1.TaskService/ListQueues"
+	TaskService_ListDeadLetters_FullMethodName      = "/taskflow.v1.TaskService/ListDeadLetters"
+	TaskService_ReplayDeadLetters_FullMethodName    = "/taskflow.v1.TaskService/ReplayDeadLetters"
+	TaskService_PutSchedule_FullMethodName          = "/taskflow.v1.TaskService/PutSchedule"
+	TaskService_GetSchedule_FullMethodName          = "/taskflow.v1.TaskService/GetSchedule"
+	TaskService_ListSchedules_FullMethodName        = "/taskflow.v1.TaskService/ListSchedules"
+	TaskService_DeleteSchedule_FullMethodName       = "/taskflow.v1.TaskService/DeleteSchedule"
+	TaskService_SetScheduleSuspended_FullMethodName = "/taskflow.v1.TaskService/SetScheduleSuspended"
 )
 
 // TaskServiceClient is the client API for TaskService service.
@@ -60,6 +65,16 @@ type TaskServiceClient interface {
 	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	// Queue dead-lettered tasks again (attempt counters reset). Empty task_ids = all of the queue.
 	ReplayDeadLetters(ctx context.Context, in *ReplayDeadLettersRequest, opts ...grpc.CallOption) (*ReplayDeadLettersResponse, error)
+	// Cron schedules. Create the schedule of (namespace, name), or update it: a change of cron
+	// or timezone starts its ticks anew from now; any other change keeps the next tick.
+	PutSchedule(ctx context.Context, in *PutScheduleRequest, opts ...grpc.CallOption) (*PutScheduleResponse, error)
+	GetSchedule(ctx context.Context, in *GetScheduleRequest, opts ...grpc.CallOption) (*Schedule, error)
+	ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error)
+	// Idempotent: deleted = false when there was no such schedule. Fired tasks remain.
+	DeleteSchedule(ctx context.Context, in *DeleteScheduleRequest, opts ...grpc.CallOption) (*DeleteScheduleResponse, error)
+	// Suspend (no tick fires) or resume a schedule. A resumed schedule fires the latest tick it
+	// missed once, unless that tick is older than its starting_deadline_seconds.
+	SetScheduleSuspended(ctx context.Context, in *SetScheduleSuspendedRequest, opts ...grpc.CallOption) (*Schedule, error)
 }
 
 type taskServiceClient struct {
@@ -179,6 +194,56 @@ func (c *taskServiceClient) ReplayDeadLetters(ctx context.Context, in *ReplayDea
 	return out, nil
 }
 
+func (c *taskServiceClient) PutSchedule(ctx context.Context, in *PutScheduleRequest, opts ...grpc.CallOption) (*PutScheduleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutScheduleResponse)
+	err := c.cc.Invoke(ctx, TaskService_PutSchedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) GetSchedule(ctx context.Context, in *GetScheduleRequest, opts ...grpc.CallOption) (*Schedule, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Schedule)
+	err := c.cc.Invoke(ctx, TaskService_GetSchedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSchedulesResponse)
+	err := c.cc.Invoke(ctx, TaskService_ListSchedules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) DeleteSchedule(ctx context.Context, in *DeleteScheduleRequest, opts ...grpc.CallOption) (*DeleteScheduleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteScheduleResponse)
+	err := c.cc.Invoke(ctx, TaskService_DeleteSchedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) SetScheduleSuspended(ctx context.Context, in *SetScheduleSuspendedRequest, opts ...grpc.CallOption) (*Schedule, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Schedule)
+	err := c.cc.Invoke(ctx, TaskService_SetScheduleSuspended_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TaskServiceServer is the server API for TaskService service.
 // All implementations must embed UnimplementedTaskServiceServer
 // for forward compatibility.
@@ -200,6 +265,16 @@ type TaskServiceServer interface {
 	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListTasksResponse, error)
 	// Queue dead-lettered tasks again (attempt counters reset). Empty task_ids = all of the queue.
 	ReplayDeadLetters(context.Context, *ReplayDeadLettersRequest) (*ReplayDeadLettersResponse, error)
+	// Cron schedules. Create the schedule of (namespace, name), or update it: a change of cron
+	// or timezone starts its ticks anew from now; any other change keeps the next tick.
+	PutSchedule(context.Context, *PutScheduleRequest) (*PutScheduleResponse, error)
+	GetSchedule(context.Context, *GetScheduleRequest) (*Schedule, error)
+	ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error)
+	// Idempotent: deleted = false when there was no such schedule. Fired tasks remain.
+	DeleteSchedule(context.Context, *DeleteScheduleRequest) (*DeleteScheduleResponse, error)
+	// Suspend (no tick fires) or resume a schedule. A resumed schedule fires the latest tick it
+	// missed once, unless that tick is older than its starting_deadline_seconds.
+	SetScheduleSuspended(context.Context, *SetScheduleSuspendedRequest) (*Schedule, error)
 	mustEmbedUnimplementedTaskServiceServer()
 }
 
@@ -239,6 +314,21 @@ func (UnimplementedTaskServiceServer) ListDeadLetters(context.Context, *ListDead
 }
 func (UnimplementedTaskServiceServer) ReplayDeadLetters(context.Context, *ReplayDeadLettersRequest) (*ReplayDeadLettersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReplayDeadLetters not implemented")
+}
+func (UnimplementedTaskServiceServer) PutSchedule(context.Context, *PutScheduleRequest) (*PutScheduleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutSchedule not implemented")
+}
+func (UnimplementedTaskServiceServer) GetSchedule(context.Context, *GetScheduleRequest) (*Schedule, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSchedule not implemented")
+}
+func (UnimplementedTaskServiceServer) ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSchedules not implemented")
+}
+func (UnimplementedTaskServiceServer) DeleteSchedule(context.Context, *DeleteScheduleRequest) (*DeleteScheduleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteSchedule not implemented")
+}
+func (UnimplementedTaskServiceServer) SetScheduleSuspended(context.Context, *SetScheduleSuspendedRequest) (*Schedule, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetScheduleSuspended not implemented")
 }
 func (UnimplementedTaskServiceServer) mustEmbedUnimplementedTaskServiceServer() {}
 func (UnimplementedTaskServiceServer) testEmbeddedByValue()                     {}
@@ -434,6 +524,96 @@ func _TaskService_ReplayDeadLetters_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskService_PutSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).PutSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_PutSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).PutSchedule(ctx, req.(*PutScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_GetSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).GetSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_GetSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).GetSchedule(ctx, req.(*GetScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_ListSchedules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSchedulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).ListSchedules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_ListSchedules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).ListSchedules(ctx, req.(*ListSchedulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_DeleteSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).DeleteSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_DeleteSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).DeleteSchedule(ctx, req.(*DeleteScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_SetScheduleSuspended_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetScheduleSuspendedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).SetScheduleSuspended(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_SetScheduleSuspended_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).SetScheduleSuspended(ctx, req.(*SetScheduleSuspendedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskService_ServiceDesc is the grpc.ServiceDesc for TaskService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -476,6 +656,26 @@ var TaskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReplayDeadLetters",
 			Handler:    _TaskService_ReplayDeadLetters_Handler,
+		},
+		{
+			MethodName: "PutSchedule",
+			Handler:    _TaskService_PutSchedule_Handler,
+		},
+		{
+			MethodName: "GetSchedule",
+			Handler:    _TaskService_GetSchedule_Handler,
+		},
+		{
+			MethodName: "ListSchedules",
+			Handler:    _TaskService_ListSchedules_Handler,
+		},
+		{
+			MethodName: "DeleteSchedule",
+			Handler:    _TaskService_DeleteSchedule_Handler,
+		},
+		{
+			MethodName: "SetScheduleSuspended",
+			Handler:    _TaskService_SetScheduleSuspended_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
