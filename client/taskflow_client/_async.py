@@ -12,7 +12,7 @@ import grpc
 import grpc.aio
 
 from ._base import BaseClient, Call, Plan
-from ._convert import task_from_proto
+from ._convert import schedule_spec, task_from_proto
 from ._errors import TaskFlowError
 from ._models import (
     ConcurrencyPolicy,
@@ -284,7 +284,8 @@ class AsyncClient(BaseClient):
         previous fire's task is unfinished; a tick later than ``starting_deadline_seconds`` is
         skipped. Changing ``cron`` or ``timezone`` starts the ticks anew from now.
         """
-        call = self._put_schedule_call(
+        spec = schedule_spec(
+            namespace or self.namespace,
             name,
             cron,
             task,
@@ -292,8 +293,8 @@ class AsyncClient(BaseClient):
             concurrency_policy=concurrency_policy,
             suspend=suspend,
             starting_deadline_seconds=starting_deadline_seconds,
-            namespace=namespace,
         )
+        call = self._put_schedule_call(spec)
         return await self._run(call)
 
     async def get_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:

@@ -18,9 +18,9 @@ from google.protobuf.message import Message
 
 from . import _requests
 from ._config import DEFAULT_TIMEOUT, Settings
-from ._convert import queue_stats_from_proto, schedule_from_proto, schedule_spec, task_from_proto
+from ._convert import queue_stats_from_proto, schedule_from_proto, task_from_proto
 from ._errors import TaskFlowError
-from ._models import ConcurrencyPolicy, QueueStats, Schedule, Task, TaskRequest, TaskState
+from ._models import QueueStats, Schedule, Task, TaskRequest, TaskState
 from ._retry import RETRY_READ, RETRY_WRITE
 from .v1 import tasks_pb2 as pb
 
@@ -186,28 +186,7 @@ class BaseClient:
         request = _requests.replay_request(namespace or self.namespace, queue, task_ids)
         return Call("ReplayDeadLetters", request, RETRY_WRITE, lambda r: list(r.task_ids))
 
-    def _put_schedule_call(
-        self,
-        name: str,
-        cron: str,
-        task: TaskRequest | Mapping[str, Any],
-        *,
-        timezone: str,
-        concurrency_policy: ConcurrencyPolicy | str,
-        suspend: bool,
-        starting_deadline_seconds: int | None,
-        namespace: str | None,
-    ) -> Call[Schedule]:
-        spec = schedule_spec(
-            namespace or self.namespace,
-            name,
-            cron,
-            task,
-            timezone=timezone,
-            concurrency_policy=concurrency_policy,
-            suspend=suspend,
-            starting_deadline_seconds=starting_deadline_seconds,
-        )
+    def _put_schedule_call(self, spec: pb.ScheduleSpec) -> Call[Schedule]:
         request = pb.PutScheduleRequest(schedule=spec)
         return Call("PutSchedule", request, RETRY_WRITE, lambda r: schedule_from_proto(r.schedule))
 

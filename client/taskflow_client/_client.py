@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import grpc
 
 from ._base import BaseClient, Call, Plan
-from ._convert import task_from_proto
+from ._convert import schedule_spec, task_from_proto
 from ._errors import TaskFlowError
 from ._models import (
     ConcurrencyPolicy,
@@ -305,7 +305,8 @@ class Client(BaseClient):
         previous fire's task is unfinished; a tick later than ``starting_deadline_seconds`` is
         skipped. Changing ``cron`` or ``timezone`` starts the ticks anew from now.
         """
-        call = self._put_schedule_call(
+        spec = schedule_spec(
+            namespace or self.namespace,
             name,
             cron,
             task,
@@ -313,8 +314,8 @@ class Client(BaseClient):
             concurrency_policy=concurrency_policy,
             suspend=suspend,
             starting_deadline_seconds=starting_deadline_seconds,
-            namespace=namespace,
         )
+        call = self._put_schedule_call(spec)
         return self._run(call)
 
     def get_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
