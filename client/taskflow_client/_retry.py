@@ -32,6 +32,9 @@ RETRY_BUDGET_ENV = "TASKFLOW_RETRY_BUDGET"
 DEFAULT_RETRY_BUDGET = 30.0
 """Seconds a call keeps being retried by default: long enough to outlast an API restart."""
 
+MIN_ATTEMPT_SECONDS = 0.1
+"""No attempt is started with less of the call's deadline left: it could not get an answer."""
+
 RETRY_WRITE: frozenset[grpc.StatusCode] = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
 )
@@ -120,7 +123,7 @@ class Attempts:
         if now >= self.retry_until:
             return None
         pause = min(self.rules.backoff.delay(self.failures), self.retry_until - now)
-        if self.deadline is not None and now + pause >= self.deadline:
+        if self.deadline is not None and now + pause + MIN_ATTEMPT_SECONDS > self.deadline:
             return None
         return pause
 
