@@ -3,8 +3,13 @@
 Starts (or uses, when ``TASKFLOW_REDIS_URL`` / ``TASKFLOW_DATABASE_URL`` name them) Redis and
 PostgreSQL, applies the migrations, serves the API with housekeeping and the cron scheduler in
 this process, loads the schedules of ``--schedules FILE`` and runs N worker processes. Ctrl-C
-or SIGTERM stops everything in order: workers drain, then the API, housekeeping, and the
-embedded servers. A second Ctrl-C kills the workers instead of waiting.
+or SIGTERM stops everything in order: workers drain (those still running after the drain
+grace are killed), then the API, housekeeping, and the embedded servers. A second Ctrl-C
+kills the workers instead of waiting.
+
+Every process it starts ends when it ends, even when it is killed outright: the embedded
+servers and the workers are tethered to it (``taskflow.tether``). The servers are started
+from the main thread for that reason, before the event loop runs.
 """
 
 from __future__ import annotations
@@ -24,10 +29,10 @@ from taskflow.devserver.demo import Demo
 from taskflow.devserver.services import ApiServices, check_ports
 from taskflow.devserver.stores import DATABASE_ENV, REDIS_ENV, Stores, start_stores
 from taskflow.devserver.workers import WorkerSupervisor
+from taskflow.loading import worker_entry
 from taskflow.scheduling import ScheduleService, ScheduleSpec
 from taskflow.scheduling.files import load_schedule_file, owner_of
 from taskflow.store import apply_migrations
-from taskflow_worker.loading import load_router
 
 log = logging.getLogger("taskflow.dev")
 
@@ -57,15 +62,24 @@ class DevOptions:
 def run_dev(options: DevOptions, out: TextIO = sys.stdout) -> int:
     """Run until Ctrl-C/SIGTERM; 0 after a clean stop.
 
-    Raises ``AppLoadError`` for a bad ``--app``, ``ScheduleFileError`` for a bad
-    ``--schedules`` file and ``PortInUseError`` for a taken port before anything starts;
-    ``EmbeddedServerError`` and ``taskflow.errors.Unavailable`` when a server cannot be
-    started or reached.
+    Raises ``AppLoadError`` for a bad ``--app``, ``NotInstalledError`` without the worker
+    package, ``ScheduleFileError`` for a bad ``--schedules`` file and ``PortInUseError`` for
+    a taken port before anything starts; ``EmbeddedServerError`` and
+    ``taskflow.errors.Unavailable`` when a server cannot be started or reached.
     """
-    load_router(options.app)
+    if options.workers:
+        worker_entry("check_app")(options.app)
     schedules = _schedules(options)
     check_ports(options.host, {"--grpc-port": options.grpc_port, "--http-port": options.http_port})
-    return asyncio.run(_DevRun(options, out, schedules).run())
+    data_dir = options.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stores = start_stores(data_dir, die_with_parent=True)
+    try:
+        code = asyncio.run(_DevRun(options, out, data_dir, stores, schedules).run())
+    finally:
+        stores.stop()
+    log.info("stopped")
+    return code
 
 
 def _schedules(options: DevOptions) -> list[ScheduleSpec] | None:
@@ -77,15 +91,20 @@ def _schedules(options: DevOptions) -> list[ScheduleSpec] | None:
 
 class _DevRun:
     def __init__(
-        self, options: DevOptions, out: TextIO, schedules: list[ScheduleSpec] | None = None
+        self,
+        options: DevOptions,
+        out: TextIO,
+        data_dir: Path,
+        stores: Stores,
+        schedules: list[ScheduleSpec] | None = None,
     ) -> None:
         self.options = options
         self.out = out
+        self.data_dir = data_dir
+        self.stores = stores
         self.schedules = schedules
-        self.data_dir = options.data_dir.resolve()
         self.stop = asyncio.Event()
         self.interrupts = 0
-        self.stores: Stores | None = None
         self.services: ApiServices | None = None
         self.supervisor: WorkerSupervisor | None = None
 
@@ -106,7 +125,6 @@ class _DevRun:
             await self._shutdown()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        log.info("stopped")
         return 0
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -118,10 +136,6 @@ class _DevRun:
 
     async def _start(self) -> None:
         o = self.options
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.stores = await asyncio.to_thread(start_stores, self.data_dir)
-        if self.stop.is_set():
-            return
         applied = await apply_migrations(self.stores.database_url)
         for mig in applied:
             log.info("applied migration %04d_%s", mig.version, mig.name)
@@ -195,11 +209,9 @@ class _DevRun:
         if self.services is not None:
             log.info("stopping the API server and housekeeping")
             await self.services.stop(grace=2.0)
-        if self.stores is not None:
-            await asyncio.to_thread(self.stores.stop)
 
     def _banner(self) -> None:
-        assert self.stores is not None and self.services is not None
+        assert self.services is not None
         o, s = self.options, self.services
         addr = self._client_addr()
         http = f"http://{addr.rsplit(':', 1)[0]}:{s.http_port}"

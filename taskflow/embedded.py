@@ -37,10 +37,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 import psycopg
 from psycopg import sql
+
+from taskflow.tether import tethered
 
 __all__ = ["EmbeddedPostgres", "EmbeddedRedis", "EmbeddedServerError", "free_port"]
 
@@ -221,6 +223,9 @@ class EmbeddedRedis(_ManagedServer):
 
     With ``persistent`` the append-only file is on (fsync every second), so a restart on the
     same ``data_dir`` keeps the dispatch index; otherwise nothing is written to disk.
+    With ``die_with_parent`` the server gets SIGTERM (it flushes the append-only file and
+    exits) when the thread that started it ends, even if this process is killed outright:
+    start it from the main thread then (see ``taskflow.tether``).
     """
 
     def __init__(
@@ -229,10 +234,12 @@ class EmbeddedRedis(_ManagedServer):
         port: int | None = None,
         host: str = "127.0.0.1",
         persistent: bool = True,
+        die_with_parent: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.persistent = persistent
+        self.die_with_parent = die_with_parent
         self._requested_port = port
         self._port = port
         self._proc: subprocess.Popen[bytes] | None = None
@@ -311,8 +318,11 @@ class EmbeddedRedis(_ManagedServer):
         self.config_path.write_text(self._config())
         with self.log_path.open("a") as log:
             log.write(f"--- starting Redis on {self.host}:{self.port}\n")
+        argv = [str(binary), str(self.config_path)]
+        if self.die_with_parent:
+            argv = tethered(argv, signal.SIGTERM) or argv
         self._proc = subprocess.Popen(
-            [str(binary), str(self.config_path)],
+            argv,
             cwd=self.data_dir,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -452,6 +462,9 @@ class EmbeddedPostgres(_ManagedServer):
     ``fsync=False`` trades crash safety for speed (tests): initdb skips syncing and the server
     runs with ``fsync``, ``synchronous_commit`` and ``full_page_writes`` off.
     Authentication is ``trust`` for the ``postgres`` superuser; bind only to loopback.
+    With ``die_with_parent`` the server gets SIGINT (fast shutdown: sessions rolled back, a
+    checkpoint, exit) and a running initdb SIGTERM when the thread that started them ends,
+    even if this process is killed outright: start it from the main thread then.
     """
 
     def __init__(
@@ -461,11 +474,13 @@ class EmbeddedPostgres(_ManagedServer):
         host: str = "127.0.0.1",
         database: str = "taskflow",
         fsync: bool = True,
+        die_with_parent: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.database = database
         self.fsync = fsync
+        self.die_with_parent = die_with_parent
         self.user = "postgres"
         self._requested_port = port
         self._port = port
@@ -585,10 +600,22 @@ class EmbeddedPostgres(_ManagedServer):
             )
 
     def _initdb(self, bin_dir: Path) -> None:
+        """Create the cluster in a staging directory, then move it into place, so that an
+        initdb cut short (Ctrl-C, a kill) leaves no half-made cluster to fail on later."""
+        if any(self.pgdata.iterdir()):
+            raise EmbeddedServerError(
+                f"{self.pgdata} holds files but no PostgreSQL cluster (no PG_VERSION);"
+                " move it away to start afresh"
+            )
+        staging = self.data_dir / "pgdata.initdb"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        if self._run_as is not None:
+            os.chown(staging, self._run_as.pw_uid, self._run_as.pw_gid)
         args = [
             str(bin_dir / "initdb"),
             "-D",
-            str(self.pgdata),
+            str(staging),
             "-U",
             self.user,
             "--auth=trust",
@@ -598,39 +625,45 @@ class EmbeddedPostgres(_ManagedServer):
         ]
         if not self.fsync:
             args.append("--no-sync")
+        argv, identity = self._command(args, signal.SIGTERM)
         result = subprocess.run(
-            args,
+            argv,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             check=False,
             timeout=120,
-            env=self._env(),
-            user=self._uid(),
-            group=self._gid(),
-            extra_groups=self._extra_groups(),
+            **identity,
         )
         if result.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
             output = "\n".join((result.stdout + result.stderr).splitlines()[-LOG_TAIL_LINES:])
             raise EmbeddedServerError(
                 f"initdb of {self.pgdata} exited with code {result.returncode}:\n{output}"
             )
+        self.pgdata.rmdir()
+        staging.rename(self.pgdata)
 
-    # Process identity: the unprivileged user when this process is root, else unchanged.
-
-    def _uid(self) -> int | None:
-        return self._run_as.pw_uid if self._run_as is not None else None
-
-    def _gid(self) -> int | None:
-        return self._run_as.pw_gid if self._run_as is not None else None
-
-    def _extra_groups(self) -> list[int] | None:
-        return [] if self._run_as is not None else None
-
-    def _env(self) -> dict[str, str] | None:
+    def _command(
+        self, args: list[str], stop_signal: signal.Signals
+    ) -> tuple[list[str], dict[str, Any]]:
+        """The argv of a PostgreSQL program and the ``subprocess`` keywords that give it its
+        environment and identity: the unprivileged user when this process is root. With
+        ``die_with_parent`` the program is tethered to the calling thread (``stop_signal``
+        when it ends), and the tether takes on that identity."""
         if self._run_as is None:
-            return None
-        return {**os.environ, "HOME": str(self.data_dir), "USER": self._run_as.pw_name}
+            uid = gid = None
+            env = None
+        else:
+            uid, gid = self._run_as.pw_uid, self._run_as.pw_gid
+            env = {**os.environ, "HOME": str(self.data_dir), "USER": self._run_as.pw_name}
+        if self.die_with_parent:
+            wrapped = tethered(args, stop_signal, uid=uid, gid=gid)
+            if wrapped is not None:
+                return wrapped, {"env": env}
+        if uid is None:
+            return args, {"env": env}
+        return args, {"env": env, "user": uid, "group": gid, "extra_groups": []}
 
     # -- running -------------------------------------------------------------------------------
 
@@ -657,17 +690,16 @@ class EmbeddedPostgres(_ManagedServer):
             self._fail(f"did not accept connections within {POSTGRES_START_TIMEOUT:.0f}s")
 
     def _popen(self, args: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+        """The postmaster: fast shutdown (SIGINT) when tethered."""
+        argv, identity = self._command(args, signal.SIGINT)
         return subprocess.Popen(
-            args,
+            argv,
             cwd=self.pgdata,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=self._env(),
-            user=self._uid(),
-            group=self._gid(),
-            extra_groups=self._extra_groups(),
+            **identity,
         )
 
     def _accepts_connections(self) -> bool:

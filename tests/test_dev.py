@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from taskflow.embedded import free_port
+from taskflow.embedded import free_port, port_unavailable
+from taskflow.tether import STOP_MARGIN
 from taskflow_client import Client
+from tests.processes import alive, cmdline, descendants, wait_until_gone
 
 REPO = Path(__file__).resolve().parent.parent
 TASKFLOW = Path(sys.executable).parent / "taskflow"
@@ -27,48 +30,16 @@ STOP_DEADLINE = 60.0
 CLI_DEADLINE = 60.0
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 class DevProcess:
     """One ``taskflow dev`` subprocess, its stdout read line by line."""
 
-    def __init__(self, data_dir: Path, log: Path, extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, data_dir: Path, log: Path, extra: Sequence[str] = (), cwd: Path | None = None
+    ) -> None:
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.addr = f"127.0.0.1:{self.grpc_port}"
+        self.log_path = log
         env = {k: v for k, v in os.environ.items() if not k.startswith("TASKFLOW_")}
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
@@ -83,13 +54,14 @@ class DevProcess:
                 str(self.http_port),
                 "--data-dir",
                 str(data_dir),
-                *extra_args,
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,
             env=env,
             text=True,
             start_new_session=True,
+            cwd=cwd,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
@@ -119,10 +91,10 @@ class DevProcess:
         line = self.wait_for_line("listening", START_DEADLINE)
         assert self.addr in line
         self.wait_for_line("worker logs", 5.0)
-        self.children = _descendants(self.proc.pid)
+        self.children = descendants(self.proc.pid)
 
     def interrupt(self) -> int:
-        self.children |= _descendants(self.proc.pid)
+        self.children |= descendants(self.proc.pid)
         self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout=STOP_DEADLINE)
 
@@ -135,7 +107,7 @@ class DevProcess:
                 self.proc.kill()
                 self.proc.wait()
         for pid in self.children:
-            if _alive(pid):
+            if alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self._log.close()
@@ -146,10 +118,11 @@ StartDev = Callable[..., DevProcess]
 
 @pytest.fixture
 def start_dev(pg_data_dir: Path) -> Iterator[StartDev]:
+    """``start_dev(*flags, cwd=None)``: a running ``taskflow dev`` (stopped after the test)."""
     started: list[DevProcess] = []
 
-    def start(*extra_args: str) -> DevProcess:
-        dev = DevProcess(pg_data_dir / "taskflow", pg_data_dir / "dev-output.log", extra_args)
+    def start(*extra: str, cwd: Path | None = None) -> DevProcess:
+        dev = DevProcess(pg_data_dir / "taskflow", pg_data_dir / "dev-output.log", extra, cwd)
         started.append(dev)
         dev.started()
         return dev
@@ -214,13 +187,11 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(start_dev: StartDev) -> Non
     assert row.split()[5] == "1" and row.split()[7] == "1"
 
     servers = [
-        pid
-        for pid in dev.children
-        if "redis-server" in _cmdline(pid) or "postgres" in _cmdline(pid)
+        pid for pid in dev.children if "redis-server" in cmdline(pid) or "postgres" in cmdline(pid)
     ]
     assert servers, "taskflow dev started no embedded Redis/PostgreSQL"
     assert dev.interrupt() == 0
-    assert [pid for pid in dev.children if _alive(pid)] == []
+    assert [pid for pid in dev.children if alive(pid)] == []
 
 
 def test_restart_keeps_the_tasks(start_dev: StartDev) -> None:
@@ -304,3 +275,137 @@ def test_scripts_dev_execs_taskflow_dev() -> None:
     lines = [line for line in script.read_text().splitlines() if line.strip()]
     assert lines[-1] == 'exec .venv/bin/taskflow dev --demo "$@"'
     subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
+
+
+# -- every process ends with taskflow dev ---------------------------------------------------------
+
+DRAIN_GRACE = 2.0
+GONE_DEADLINE = DRAIN_GRACE + STOP_MARGIN + 30.0
+"""How long the processes of a stopped or killed ``taskflow dev`` may take to be gone: the
+drain grace, the margin a worker has to exit, and time for a busy machine."""
+
+STUCK_APP = '''
+"""Handlers that do not stop when asked."""
+
+import asyncio
+import signal
+import time
+
+from taskflow_worker import Router
+
+router = Router()
+
+
+@router.task("wedged")
+def wedged(ctx, payload):
+    while True:  # never returns and never looks at ctx.cancelled
+        time.sleep(0.05)
+
+
+@router.task("stubborn")
+async def stubborn(ctx, payload):
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # swallowed
+
+
+@router.task("deaf")
+async def deaf(ctx, payload):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the whole worker ignores SIGTERM now
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
+'''
+
+
+@pytest.fixture
+def stuck_app(tmp_path: Path) -> Path:
+    """A directory holding ``stuck_app.py`` (``--app stuck_app:router``)."""
+    (tmp_path / "stuck_app.py").write_text(STUCK_APP)
+    return tmp_path
+
+
+def _store_ports(dev: DevProcess) -> list[int]:
+    """The ports of the embedded Redis and PostgreSQL, from the banner."""
+    text = "".join(dev.output)
+    ports = [int(p) for p in re.findall(r"(?:redis|postgresql)://[^\s]*?:(\d+)/", text)]
+    assert len(ports) == 2, text
+    return ports
+
+
+def _run_stuck_tasks(dev: DevProcess) -> None:
+    """A wedged sync task, a stubborn async task and one that makes its worker deaf to
+    SIGTERM (however well a worker drains, that one only stops when killed), all running."""
+    with Client(dev.addr) as client:
+        ids = [client.submit("default", h) for h in ("wedged", "stubborn", "deaf")]
+        end = time.monotonic() + START_DEADLINE
+        while any(client.get(i).state != "running" for i in ids):
+            assert time.monotonic() < end, "the stuck tasks never started"
+            time.sleep(0.1)
+
+
+def _take_children(dev: DevProcess) -> None:
+    """Note every process below ``taskflow dev``: the embedded servers and the workers."""
+    dev.children = descendants(dev.proc.pid)
+    commands = [cmdline(pid) for pid in dev.children]
+    for kind in ("bin/redis-server", "bin/postgres", " worker --app "):
+        assert any(kind in c for c in commands), (kind, commands)
+
+
+def _assert_all_gone(dev: DevProcess) -> None:
+    wait_until_gone(dev.children, GONE_DEADLINE)
+    for port in [*_store_ports(dev), dev.grpc_port, dev.http_port]:
+        assert port_unavailable("127.0.0.1", port) is None, f"port {port} is still taken"
+
+
+@pytest.mark.parametrize("stuck", [False, True], ids=["idle", "stuck-handlers"])
+def test_sigkill_of_dev_leaves_no_process(
+    start_dev: StartDev, stuck_app: Path, stuck: bool
+) -> None:
+    dev = start_dev("--app", "stuck_app:router", "--drain-grace", str(DRAIN_GRACE), cwd=stuck_app)
+    if stuck:
+        _run_stuck_tasks(dev)
+    _take_children(dev)
+    dev.proc.kill()
+    dev.proc.wait(timeout=STOP_DEADLINE)
+    _assert_all_gone(dev)
+
+
+def test_ctrl_c_stops_stuck_handlers_after_the_drain_grace(
+    start_dev: StartDev, stuck_app: Path
+) -> None:
+    dev = start_dev("--app", "stuck_app:router", "--drain-grace", str(DRAIN_GRACE), cwd=stuck_app)
+    _run_stuck_tasks(dev)
+    _take_children(dev)
+    dev.proc.send_signal(signal.SIGINT)
+    assert dev.proc.wait(timeout=GONE_DEADLINE) == 0
+    _assert_all_gone(dev)
+    log = dev.log_path.read_text()
+    assert "killing them" in log
+    assert log.index("killing worker") < log.index("stopping Redis")  # in order
+
+
+def test_second_ctrl_c_kills_the_workers_at_once(start_dev: StartDev, stuck_app: Path) -> None:
+    grace = 600.0
+    dev = start_dev("--app", "stuck_app:router", "--drain-grace", str(grace), cwd=stuck_app)
+    _run_stuck_tasks(dev)
+    _take_children(dev)
+    started = time.monotonic()
+    dev.proc.send_signal(signal.SIGINT)
+    _wait_for_log(dev, "they finish their tasks first")
+    dev.proc.send_signal(signal.SIGINT)
+    assert dev.proc.wait(timeout=GONE_DEADLINE) == 0
+    assert time.monotonic() - started < grace / 2, "the second Ctrl-C did not cut the drain short"
+    _assert_all_gone(dev)
+    assert "second SIGINT: not waiting for workers to drain" in dev.log_path.read_text()
+
+
+def _wait_for_log(dev: DevProcess, text: str) -> None:
+    end = time.monotonic() + STOP_DEADLINE
+    while text not in dev.log_path.read_text():
+        assert time.monotonic() < end, f"{text!r} never logged"
+        time.sleep(0.05)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
+import pwd
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,8 +16,9 @@ import psycopg
 import pytest
 import redis
 
-from taskflow import embedded
+from taskflow import embedded, tether
 from taskflow.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError, free_port
+from tests.processes import wait_until_gone
 
 
 @pytest.fixture
@@ -174,12 +178,82 @@ def test_postgres_exit_on_a_taken_port_is_reported_with_its_log(
     assert server.pid is None
 
 
+def test_an_initdb_cut_short_leaves_nothing_to_trip_over(pg_data_dir: Path) -> None:
+    staging = pg_data_dir / "pgdata.initdb"
+    staging.mkdir()
+    (staging / "PG_VERSION").write_text("18\n")  # what a killed initdb leaves behind
+    with (
+        EmbeddedPostgres(pg_data_dir, fsync=False) as server,
+        psycopg.connect(server.url) as conn,
+    ):
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert not staging.exists()
+    assert (pg_data_dir / "pgdata" / "PG_VERSION").exists()
+
+
+def test_files_that_are_no_cluster_are_refused(pg_data_dir: Path) -> None:
+    (pg_data_dir / "pgdata").mkdir()
+    (pg_data_dir / "pgdata" / "notes.txt").write_text("mine")
+    with pytest.raises(EmbeddedServerError, match="holds files but no PostgreSQL cluster"):
+        EmbeddedPostgres(pg_data_dir, fsync=False).start()
+    assert (pg_data_dir / "pgdata" / "notes.txt").read_text() == "mine"
+
+
 def test_long_data_dir_puts_the_socket_in_a_short_directory(pg_data_dir: Path) -> None:
     deep = pg_data_dir / ("d" * 60) / ("e" * 60)
     server = EmbeddedPostgres(deep, fsync=False)
     assert len(str(server.socket_dir / ".s.PGSQL.65535")) <= 107
     with server:
         assert (server.socket_dir / f".s.PGSQL.{server.port}").is_socket()
+
+
+# -- Tethered to their parent --------------------------------------------------------------------
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from taskflow.embedded import EmbeddedPostgres, EmbeddedRedis
+
+root = Path(sys.argv[1])
+redis = EmbeddedRedis(root / "redis", persistent=True, die_with_parent=True)
+redis.start()
+postgres = EmbeddedPostgres(root / "pg", fsync=False, die_with_parent=True)
+postgres.start()
+print(redis.pid, redis.port, postgres.pid, postgres.port, flush=True)
+time.sleep(3600)
+"""
+
+
+def _uid_of(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+
+@pytest.mark.skipif(not tether.supported(), reason="needs PR_SET_PDEATHSIG (Linux)")
+def test_tethered_servers_stop_cleanly_when_their_parent_is_killed(pg_data_dir: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(pg_data_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert holder.stdout is not None
+        redis_pid, redis_port, pg_pid, pg_port = map(int, holder.stdout.readline().split())
+        assert _pid_alive(redis_pid) and _pid_alive(pg_pid)
+        if os.geteuid() == 0:  # the tether took on the unprivileged identity first
+            assert _uid_of(pg_pid) == pwd.getpwnam(embedded.PG_SYSTEM_USER).pw_uid
+        holder.kill()
+        holder.wait(timeout=30)
+        wait_until_gone([redis_pid, pg_pid], 60.0)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert _port_is_free(redis_port) and _port_is_free(pg_port)
+    # Redis got SIGTERM and PostgreSQL SIGINT: both shut down, neither was killed.
+    assert "ready to exit, bye bye" in (pg_data_dir / "redis" / "redis.log").read_text()
+    assert "database system is shut down" in (pg_data_dir / "pg" / "postgres.log").read_text()
+    assert not (pg_data_dir / "pg" / "pgdata" / "postmaster.pid").exists()
 
 
 # -- Session fixtures ---------------------------------------------------------------------------

@@ -3,15 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-    Mapping,
-    Sequence,
-)
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,10 +11,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 import grpc.aio
 
-from . import _requests
-from ._config import Settings
-from ._convert import queue_stats_from_proto, schedule_from_proto, schedule_spec, task_from_proto
-from ._errors import TaskFlowError, from_rpc_error, status_of
+from ._base import BaseClient, Call, Plan
+from ._convert import schedule_spec, task_from_proto
+from ._errors import TaskFlowError
 from ._models import (
     ConcurrencyPolicy,
     QueueStats,
@@ -32,7 +23,6 @@ from ._models import (
     TaskRequest,
     TaskState,
 )
-from ._retry import RETRY_READ, RETRY_WRITE
 from ._watching import WatchPlan
 from .v1 import tasks_pb2 as pb
 from .v1.tasks_pb2_grpc import TaskServiceStub
@@ -42,57 +32,31 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncClient"]
 
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
+T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(BaseClient):
     """A client of the TaskFlow API for asyncio; arguments and methods are those of ``Client``.
 
     The channel opens on the first call, inside the running event loop. Use it as an async
     context manager or await ``close()``.
     """
 
-    def __init__(
-        self,
-        target: str | None = None,
-        token: str | None = None,
-        namespace: str = "default",
-        *,
-        timeout: float | None = 30.0,
-        retries: int = 5,
-        credentials: grpc.ChannelCredentials | None = None,
-    ) -> None:
-        self._settings = Settings.resolve(target, token, namespace, timeout, retries)
-        self._credentials = credentials
-        self._channel: grpc.aio.Channel | None = None
-        self._stub_: TaskServiceAsyncStub | None = None
-
-    @property
-    def target(self) -> str:
-        """The address the client connects to."""
-        return self._settings.target
-
-    @property
-    def namespace(self) -> str:
-        """The namespace of calls that do not name one."""
-        return self._settings.namespace
+    _channel: grpc.aio.Channel | None = None
+    _stub_: TaskServiceAsyncStub | None = None
 
     @property
     def _stub(self) -> TaskServiceAsyncStub:
+        self._ensure_open()
         if self._stub_ is None:
-            options = self._settings.channel_options
-            if self._credentials is None:
-                self._channel = grpc.aio.insecure_channel(self._settings.target, options=options)
-            else:
-                self._channel = grpc.aio.secure_channel(
-                    self._settings.target, self._credentials, options=options
-                )
+            self._channel = self._open_channel(grpc.aio.insecure_channel, grpc.aio.secure_channel)
             self._stub_ = TaskServiceStub(self._channel)
         return self._stub_
 
     async def close(self) -> None:
-        """Close the channel; calls in flight are cancelled."""
+        """Close the channel; calls in flight are cancelled, later ones raise
+        ``TaskFlowError``."""
+        self._closed = True
         channel, self._channel, self._stub_ = self._channel, None, None
         if channel is not None:
             await channel.close(None)
@@ -108,27 +72,28 @@ class AsyncClient:
     ) -> None:
         await self.close()
 
-    def __repr__(self) -> str:
-        return f"AsyncClient(target={self.target!r}, namespace={self.namespace!r})"
-
-    async def _call(
-        self,
-        rpc: Callable[..., Awaitable[_Resp]],
-        request: _Req,
-        retry_on: frozenset[grpc.StatusCode],
-    ) -> _Resp:
-        backoff = self._settings.backoff
-        for attempt in range(1, backoff.attempts + 1):
+    async def _run(self, call: Call[T]) -> T:
+        attempts = self._settings.attempts(call.retry_on)
+        while True:
+            rpc = getattr(self._stub, call.method)
             try:
-                return await rpc(
-                    request, timeout=self._settings.timeout, metadata=self._settings.metadata
+                response = await rpc(
+                    call.request, timeout=attempts.timeout(), metadata=self._settings.metadata
                 )
             except grpc.RpcError as exc:
-                code, _ = status_of(exc)
-                if code not in retry_on or attempt == backoff.attempts:
-                    raise from_rpc_error(exc) from exc
-            await asyncio.sleep(backoff.delay(attempt))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                pause = attempts.pause_after(exc)
+            else:
+                return call.decode(response)
+            await asyncio.sleep(pause)
+
+    async def _follow(self, plan: Plan[T]) -> T:
+        try:
+            call = next(plan)
+            while True:
+                call = plan.send(await self._run(call))
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
     async def submit(
         self,
@@ -169,31 +134,23 @@ class AsyncClient:
             labels=labels,
             namespace=namespace,
         )
-        message = _requests.submit_request(request, self.namespace)
-        response = await self._call(self._stub.SubmitTask, message, RETRY_WRITE)
-        return response.task_id
+        return await self._run(self._submit_call(request))
 
     async def submit_many(self, items: Iterable[TaskRequest | Mapping[str, Any]]) -> list[str]:
         """Submit several tasks in one call and one transaction (see ``Client.submit_many``).
 
         Items without an idempotency key get a generated one, as with ``submit``.
         """
-        message = _requests.submit_many_request(items, self.namespace)
-        if not message.tasks:
-            return []
-        response = await self._call(self._stub.SubmitTasks, message, RETRY_WRITE)
-        return [result.task_id for result in response.results]
+        call = self._submit_many_call(items)
+        return [] if call is None else await self._run(call)
 
     async def get(self, task_id: str) -> Task:
         """The task with this id, with its attempt history."""
-        request = pb.GetTaskRequest(task_id=task_id)
-        return task_from_proto(await self._call(self._stub.GetTask, request, RETRY_READ))
+        return await self._run(self._get_call(task_id))
 
     async def cancel(self, task_id: str) -> Task:
         """Cancel the task (a running one is stopped by its worker) and return its state."""
-        request = pb.CancelTaskRequest(task_id=task_id)
-        response = await self._call(self._stub.CancelTask, request, RETRY_WRITE)
-        return task_from_proto(response.task)
+        return await self._run(self._cancel_call(task_id))
 
     def watch(self, task_id: str) -> AsyncIterator[Task]:
         """Snapshots of the task: its current state, then each change, ending once terminal.
@@ -219,7 +176,7 @@ class AsyncClient:
 
     async def _watch(self, task_id: str, timeout: float | None) -> AsyncGenerator[Task, None]:
         request = pb.WatchTaskRequest(task_id=task_id)
-        plan = WatchPlan(task_id, timeout, self._settings.backoff)
+        plan = WatchPlan(task_id, timeout, self._settings.retry)
         while True:
             call = self._stub.WatchTask(
                 request, timeout=plan.remaining(), metadata=self._settings.metadata
@@ -248,11 +205,9 @@ class AsyncClient:
         namespace: str | None = None,
     ) -> tuple[list[Task], str | None]:
         """One page of tasks and the token of the next page (``None``: last)."""
-        request = _requests.list_tasks_request(
-            namespace or self.namespace, queue, states, page_size, page_token
+        return await self._run(
+            self._list_tasks_page_call(queue, states, page_size, page_token, namespace)
         )
-        response = await self._call(self._stub.ListTasks, request, RETRY_READ)
-        return [task_from_proto(t) for t in response.tasks], response.next_page_token or None
 
     async def list_tasks(
         self,
@@ -276,15 +231,11 @@ class AsyncClient:
 
     async def queue_stats(self, queue: str, namespace: str | None = None) -> QueueStats:
         """The counters of one queue."""
-        request = pb.GetQueueStatsRequest(namespace=namespace or self.namespace, queue=queue)
-        response = await self._call(self._stub.GetQueueStats, request, RETRY_READ)
-        return queue_stats_from_proto(response)
+        return await self._run(self._queue_stats_call(queue, namespace))
 
     async def queues(self, namespace: str | None = None) -> list[QueueStats]:
         """The counters of every queue of the namespace (``namespace=""``: of every one)."""
-        request = pb.ListQueuesRequest(namespace=self.namespace if namespace is None else namespace)
-        response = await self._call(self._stub.ListQueues, request, RETRY_READ)
-        return [queue_stats_from_proto(q) for q in response.queues]
+        return await self._run(self._queues_call(namespace))
 
     async def dead_letters(
         self,
@@ -295,18 +246,7 @@ class AsyncClient:
         limit: int | None = None,
     ) -> list[Task]:
         """Tasks of the queue that exhausted their retries (at most ``limit`` of them)."""
-        tasks: list[Task] = []
-        token: str | None = None
-        while limit is None or len(tasks) < limit:
-            request = _requests.list_dead_letters_request(
-                namespace or self.namespace, queue, page_size, token
-            )
-            response = await self._call(self._stub.ListDeadLetters, request, RETRY_READ)
-            tasks.extend(task_from_proto(t) for t in response.tasks)
-            token = response.next_page_token or None
-            if token is None:
-                break
-        return tasks if limit is None else tasks[:limit]
+        return await self._follow(self._dead_letters_plan(queue, namespace, page_size, limit))
 
     async def replay(
         self,
@@ -319,9 +259,7 @@ class AsyncClient:
 
         ``task_ids=None`` replays every dead-lettered task of the queue.
         """
-        request = _requests.replay_request(namespace or self.namespace, queue, task_ids)
-        response = await self._call(self._stub.ReplayDeadLetters, request, RETRY_WRITE)
-        return list(response.task_ids)
+        return await self._run(self._replay_call(queue, task_ids, namespace))
 
     # -- schedules ----------------------------------------------------------------------------
 
@@ -346,59 +284,36 @@ class AsyncClient:
         previous fire's task is unfinished; a tick later than ``starting_deadline_seconds`` is
         skipped. Changing ``cron`` or ``timezone`` starts the ticks anew from now.
         """
-        request = pb.PutScheduleRequest(
-            schedule=schedule_spec(
-                namespace or self.namespace,
-                name,
-                cron,
-                task,
-                timezone=timezone,
-                concurrency_policy=concurrency_policy,
-                suspend=suspend,
-                starting_deadline_seconds=starting_deadline_seconds,
-            )
+        spec = schedule_spec(
+            namespace or self.namespace,
+            name,
+            cron,
+            task,
+            timezone=timezone,
+            concurrency_policy=concurrency_policy,
+            suspend=suspend,
+            starting_deadline_seconds=starting_deadline_seconds,
         )
-        response = await self._call(self._stub.PutSchedule, request, RETRY_WRITE)
-        return schedule_from_proto(response.schedule)
+        call = self._put_schedule_call(spec)
+        return await self._run(call)
 
     async def get_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
         """The schedule ``name``, with its next and last fire times and counts."""
-        request = pb.GetScheduleRequest(namespace=namespace or self.namespace, name=name)
-        return schedule_from_proto(await self._call(self._stub.GetSchedule, request, RETRY_READ))
+        return await self._run(self._get_schedule_call(name, namespace))
 
     async def list_schedules(self, namespace: str | None = None) -> list[Schedule]:
         """Every schedule of the namespace (``namespace=""``: of every one), by name."""
-        schedules: list[Schedule] = []
-        token: str | None = None
-        while True:
-            request = _requests.list_schedules_request(
-                self.namespace if namespace is None else namespace, 500, token
-            )
-            response = await self._call(self._stub.ListSchedules, request, RETRY_READ)
-            schedules.extend(schedule_from_proto(s) for s in response.schedules)
-            token = response.next_page_token or None
-            if token is None:
-                return schedules
+        return await self._follow(self._list_schedules_plan(namespace))
 
     async def delete_schedule(self, name: str, *, namespace: str | None = None) -> bool:
         """Delete the schedule; ``False`` when there was none. Fired tasks are kept."""
-        request = pb.DeleteScheduleRequest(namespace=namespace or self.namespace, name=name)
-        response = await self._call(self._stub.DeleteSchedule, request, RETRY_WRITE)
-        return response.deleted
+        return await self._run(self._delete_schedule_call(name, namespace))
 
     async def suspend_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
         """Stop the schedule from firing until ``resume_schedule``."""
-        return await self._set_suspended(name, namespace, True)
+        return await self._run(self._set_suspended_call(name, namespace, True))
 
     async def resume_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
         """Let a suspended schedule fire again: the latest tick it missed fires once, unless
         it is older than its ``starting_deadline_seconds``."""
-        return await self._set_suspended(name, namespace, False)
-
-    async def _set_suspended(self, name: str, namespace: str | None, suspend: bool) -> Schedule:
-        request = pb.SetScheduleSuspendedRequest(
-            namespace=namespace or self.namespace, name=name, suspend=suspend
-        )
-        return schedule_from_proto(
-            await self._call(self._stub.SetScheduleSuspended, request, RETRY_WRITE)
-        )
+        return await self._run(self._set_suspended_call(name, namespace, False))

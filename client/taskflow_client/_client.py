@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
 
-from . import _requests
-from ._config import Settings
-from ._convert import queue_stats_from_proto, schedule_from_proto, schedule_spec, task_from_proto
-from ._errors import TaskFlowError, from_rpc_error, status_of
+from ._base import BaseClient, Call, Plan
+from ._convert import schedule_spec, task_from_proto
+from ._errors import TaskFlowError
 from ._models import (
     ConcurrencyPolicy,
     QueueStats,
@@ -24,65 +23,56 @@ from ._models import (
     TaskRequest,
     TaskState,
 )
-from ._retry import RETRY_READ, RETRY_WRITE
 from ._watching import WatchPlan
 from .v1 import tasks_pb2 as pb
 from .v1.tasks_pb2_grpc import TaskServiceStub
 
 __all__ = ["Client"]
 
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
+T = TypeVar("T")
 
 
-class Client:
+class Client(BaseClient):
     """A blocking client of the TaskFlow API.
 
     ``target`` defaults to the environment variable ``TASKFLOW_API_ADDR``, else
     ``localhost:50051``; ``token`` defaults to ``TASKFLOW_API_TOKEN`` and is sent as
     ``authorization: Bearer <token>``. ``namespace`` applies to every call that does not name
-    one. ``timeout`` is the deadline of each call in seconds (``None``: no deadline).
-    ``retries`` is the most attempts one call makes, the first included, while the server is
-    unavailable (reads also repeat after a missed deadline); ``1`` turns retrying off.
-    ``credentials`` makes the channel use TLS.
+    one. ``credentials`` makes the channel use TLS.
 
-    Use it as a context manager or call ``close()``. A client is safe to share between threads.
+    ``timeout`` is the deadline of each call in seconds, its retries included (``None``: no
+    deadline). A call that finds the server unavailable, or that a stopping server cancelled
+    (reads: also one that missed its deadline), is repeated with exponential backoff and
+    jitter for ``retry_budget`` seconds from its start (default ``TASKFLOW_RETRY_BUDGET``,
+    else 30; ``0`` turns retrying off), in at most ``retries`` attempts when that is given.
+    Submissions carry idempotency keys, so a repeated call never creates a task twice.
+
+    The channel opens on the first call. Use the client as a context manager or call
+    ``close()``. A client is safe to share between threads.
     """
 
-    def __init__(
-        self,
-        target: str | None = None,
-        token: str | None = None,
-        namespace: str = "default",
-        *,
-        timeout: float | None = 30.0,
-        retries: int = 5,
-        credentials: grpc.ChannelCredentials | None = None,
-    ) -> None:
-        self._settings = Settings.resolve(target, token, namespace, timeout, retries)
-        if credentials is None:
-            self._channel = grpc.insecure_channel(
-                self._settings.target, options=self._settings.channel_options
-            )
-        else:
-            self._channel = grpc.secure_channel(
-                self._settings.target, credentials, options=self._settings.channel_options
-            )
-        self._stub = TaskServiceStub(self._channel)
+    _channel: grpc.Channel | None = None
+    _stub_: TaskServiceStub | None = None
 
     @property
-    def target(self) -> str:
-        """The address the client connects to."""
-        return self._settings.target
-
-    @property
-    def namespace(self) -> str:
-        """The namespace of calls that do not name one."""
-        return self._settings.namespace
+    def _stub(self) -> TaskServiceStub:
+        self._ensure_open()
+        if self._stub_ is None:
+            with self._lock:
+                self._ensure_open()
+                if self._stub_ is None:
+                    self._channel = self._open_channel(grpc.insecure_channel, grpc.secure_channel)
+                    self._stub_ = TaskServiceStub(self._channel)
+        return self._stub_
 
     def close(self) -> None:
-        """Close the channel; calls in flight are cancelled."""
-        self._channel.close()
+        """Close the channel; calls in flight are cancelled, later ones raise
+        ``TaskFlowError``."""
+        self._closed = True
+        with self._lock:
+            channel, self._channel, self._stub_ = self._channel, None, None
+        if channel is not None:
+            channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -95,27 +85,28 @@ class Client:
     ) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"Client(target={self.target!r}, namespace={self.namespace!r})"
-
-    def _call(
-        self,
-        rpc: Callable[..., _Resp],
-        request: _Req,
-        retry_on: frozenset[grpc.StatusCode],
-    ) -> _Resp:
-        backoff = self._settings.backoff
-        for attempt in range(1, backoff.attempts + 1):
+    def _run(self, call: Call[T]) -> T:
+        attempts = self._settings.attempts(call.retry_on)
+        while True:
+            rpc = getattr(self._stub, call.method)
             try:
-                return rpc(
-                    request, timeout=self._settings.timeout, metadata=self._settings.metadata
+                response = rpc(
+                    call.request, timeout=attempts.timeout(), metadata=self._settings.metadata
                 )
             except grpc.RpcError as exc:
-                code, _ = status_of(exc)
-                if code not in retry_on or attempt == backoff.attempts:
-                    raise from_rpc_error(exc) from exc
-            time.sleep(backoff.delay(attempt))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                pause = attempts.pause_after(exc)
+            else:
+                return call.decode(response)
+            time.sleep(pause)
+
+    def _follow(self, plan: Plan[T]) -> T:
+        try:
+            call = next(plan)
+            while True:
+                call = plan.send(self._run(call))
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
     def submit(
         self,
@@ -163,9 +154,7 @@ class Client:
             labels=labels,
             namespace=namespace,
         )
-        message = _requests.submit_request(request, self.namespace)
-        response = self._call(self._stub.SubmitTask, message, RETRY_WRITE)
-        return response.task_id
+        return self._run(self._submit_call(request))
 
     def submit_many(self, items: Iterable[TaskRequest | Mapping[str, Any]]) -> list[str]:
         """Submit several tasks in one call and one transaction; return their ids in order.
@@ -174,23 +163,16 @@ class Client:
         least). Either every task is accepted or none is. Items without an idempotency key get
         a generated one, as with ``submit``. Errors about one item name it as ``tasks[i]``.
         """
-        message = _requests.submit_many_request(items, self.namespace)
-        if not message.tasks:
-            return []
-        response = self._call(self._stub.SubmitTasks, message, RETRY_WRITE)
-        return [result.task_id for result in response.results]
+        call = self._submit_many_call(items)
+        return [] if call is None else self._run(call)
 
     def get(self, task_id: str) -> Task:
         """The task with this id, with its attempt history."""
-        message = self._call(self._stub.GetTask, pb.GetTaskRequest(task_id=task_id), RETRY_READ)
-        return task_from_proto(message)
+        return self._run(self._get_call(task_id))
 
     def cancel(self, task_id: str) -> Task:
         """Cancel the task (a running one is stopped by its worker) and return its state."""
-        response = self._call(
-            self._stub.CancelTask, pb.CancelTaskRequest(task_id=task_id), RETRY_WRITE
-        )
-        return task_from_proto(response.task)
+        return self._run(self._cancel_call(task_id))
 
     def watch(self, task_id: str) -> Iterator[Task]:
         """Snapshots of the task: its current state, then each change, ending once terminal.
@@ -213,7 +195,7 @@ class Client:
 
     def _watch(self, task_id: str, timeout: float | None) -> Generator[Task, None, None]:
         request = pb.WatchTaskRequest(task_id=task_id)
-        plan = WatchPlan(task_id, timeout, self._settings.backoff)
+        plan = WatchPlan(task_id, timeout, self._settings.retry)
         while True:
             call = self._stub.WatchTask(
                 request, timeout=plan.remaining(), metadata=self._settings.metadata
@@ -245,11 +227,9 @@ class Client:
 
         ``queue=None`` lists every queue of the namespace; ``states`` filters by state.
         """
-        request = _requests.list_tasks_request(
-            namespace or self.namespace, queue, states, page_size, page_token
+        return self._run(
+            self._list_tasks_page_call(queue, states, page_size, page_token, namespace)
         )
-        response = self._call(self._stub.ListTasks, request, RETRY_READ)
-        return [task_from_proto(t) for t in response.tasks], response.next_page_token or None
 
     def list_tasks(
         self,
@@ -272,14 +252,11 @@ class Client:
 
     def queue_stats(self, queue: str, namespace: str | None = None) -> QueueStats:
         """The counters of one queue."""
-        request = pb.GetQueueStatsRequest(namespace=namespace or self.namespace, queue=queue)
-        return queue_stats_from_proto(self._call(self._stub.GetQueueStats, request, RETRY_READ))
+        return self._run(self._queue_stats_call(queue, namespace))
 
     def queues(self, namespace: str | None = None) -> list[QueueStats]:
         """The counters of every queue of the namespace (``namespace=""``: of every one)."""
-        request = pb.ListQueuesRequest(namespace=self.namespace if namespace is None else namespace)
-        response = self._call(self._stub.ListQueues, request, RETRY_READ)
-        return [queue_stats_from_proto(q) for q in response.queues]
+        return self._run(self._queues_call(namespace))
 
     def dead_letters(
         self,
@@ -290,18 +267,7 @@ class Client:
         limit: int | None = None,
     ) -> list[Task]:
         """Tasks of the queue that exhausted their retries (at most ``limit`` of them)."""
-        tasks: list[Task] = []
-        token: str | None = None
-        while limit is None or len(tasks) < limit:
-            request = _requests.list_dead_letters_request(
-                namespace or self.namespace, queue, page_size, token
-            )
-            response = self._call(self._stub.ListDeadLetters, request, RETRY_READ)
-            tasks.extend(task_from_proto(t) for t in response.tasks)
-            token = response.next_page_token or None
-            if token is None:
-                break
-        return tasks if limit is None else tasks[:limit]
+        return self._follow(self._dead_letters_plan(queue, namespace, page_size, limit))
 
     def replay(
         self,
@@ -314,9 +280,7 @@ class Client:
 
         ``task_ids=None`` replays every dead-lettered task of the queue.
         """
-        request = _requests.replay_request(namespace or self.namespace, queue, task_ids)
-        response = self._call(self._stub.ReplayDeadLetters, request, RETRY_WRITE)
-        return list(response.task_ids)
+        return self._run(self._replay_call(queue, task_ids, namespace))
 
     # -- schedules ----------------------------------------------------------------------------
 
@@ -341,59 +305,36 @@ class Client:
         previous fire's task is unfinished; a tick later than ``starting_deadline_seconds`` is
         skipped. Changing ``cron`` or ``timezone`` starts the ticks anew from now.
         """
-        request = pb.PutScheduleRequest(
-            schedule=schedule_spec(
-                namespace or self.namespace,
-                name,
-                cron,
-                task,
-                timezone=timezone,
-                concurrency_policy=concurrency_policy,
-                suspend=suspend,
-                starting_deadline_seconds=starting_deadline_seconds,
-            )
+        spec = schedule_spec(
+            namespace or self.namespace,
+            name,
+            cron,
+            task,
+            timezone=timezone,
+            concurrency_policy=concurrency_policy,
+            suspend=suspend,
+            starting_deadline_seconds=starting_deadline_seconds,
         )
-        response = self._call(self._stub.PutSchedule, request, RETRY_WRITE)
-        return schedule_from_proto(response.schedule)
+        call = self._put_schedule_call(spec)
+        return self._run(call)
 
     def get_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
         """The schedule ``name``, with its next and last fire times and counts."""
-        request = pb.GetScheduleRequest(namespace=namespace or self.namespace, name=name)
-        return schedule_from_proto(self._call(self._stub.GetSchedule, request, RETRY_READ))
+        return self._run(self._get_schedule_call(name, namespace))
 
     def list_schedules(self, namespace: str | None = None) -> list[Schedule]:
         """Every schedule of the namespace (``namespace=""``: of every one), by name."""
-        schedules: list[Schedule] = []
-        token: str | None = None
-        while True:
-            request = _requests.list_schedules_request(
-                self.namespace if namespace is None else namespace, 500, token
-            )
-            response = self._call(self._stub.ListSchedules, request, RETRY_READ)
-            schedules.extend(schedule_from_proto(s) for s in response.schedules)
-            token = response.next_page_token or None
-            if token is None:
-                return schedules
+        return self._follow(self._list_schedules_plan(namespace))
 
     def delete_schedule(self, name: str, *, namespace: str | None = None) -> bool:
         """Delete the schedule; ``False`` when there was none. Fired tasks are kept."""
-        request = pb.DeleteScheduleRequest(namespace=namespace or self.namespace, name=name)
-        response = self._call(self._stub.DeleteSchedule, request, RETRY_WRITE)
-        return response.deleted
+        return self._run(self._delete_schedule_call(name, namespace))
 
     def suspend_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
         """Stop the schedule from firing until ``resume_schedule``."""
-        return self._set_suspended(name, namespace, True)
+        return self._run(self._set_suspended_call(name, namespace, True))
 
     def resume_schedule(self, name: str, *, namespace: str | None = None) -> Schedule:
         """Let a suspended schedule fire again: the latest tick it missed fires once, unless
         it is older than its ``starting_deadline_seconds``."""
-        return self._set_suspended(name, namespace, False)
-
-    def _set_suspended(self, name: str, namespace: str | None, suspend: bool) -> Schedule:
-        request = pb.SetScheduleSuspendedRequest(
-            namespace=namespace or self.namespace, name=name, suspend=suspend
-        )
-        return schedule_from_proto(
-            self._call(self._stub.SetScheduleSuspended, request, RETRY_WRITE)
-        )
+        return self._run(self._set_suspended_call(name, namespace, False))

@@ -121,8 +121,10 @@ def status_of(error: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     return code, details if isinstance(details, str) else ""
 
 
-def from_rpc_error(error: grpc.RpcError) -> TaskFlowError:
-    """Translate a gRPC error into the matching ``TaskFlowError`` subclass."""
+def from_rpc_error(error: grpc.RpcError, note: str | None = None) -> TaskFlowError:
+    """Translate a gRPC error into the matching ``TaskFlowError`` subclass; ``note`` is
+    appended to its details in parentheses."""
     code, details = status_of(error)
     cls = _BY_CODE.get(code, TaskFlowError)
-    return cls(details or code.name.lower().replace("_", " "), code)
+    details = details or code.name.lower().replace("_", " ")
+    return cls(f"{details} ({note})" if note else details, code)

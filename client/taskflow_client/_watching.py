@@ -6,21 +6,29 @@ import time
 
 import grpc
 
-from ._errors import TaskFlowTimeoutError, UnavailableError, from_rpc_error, status_of
-from ._retry import Backoff
+from ._errors import TaskFlowTimeoutError, UnavailableError, status_of
+from ._retry import RETRY_WRITE, Attempts, RetryRules
 
 __all__ = ["WatchPlan"]
 
 
 class WatchPlan:
-    """The deadline and reconnect budget of one watch of one task."""
+    """The deadline and reconnect budget of one watch of one task.
 
-    def __init__(self, task_id: str, timeout: float | None, backoff: Backoff) -> None:
+    A dropped stream is reopened while the server is unavailable, for as long as the retry
+    budget allows counting from the last snapshot received (each snapshot proves the server
+    is back), and never past the watch's own ``timeout``.
+    """
+
+    def __init__(self, task_id: str, timeout: float | None, rules: RetryRules) -> None:
         self.task_id = task_id
         self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.backoff = backoff
-        self.failures = 0
+        self.rules = rules
+        self._outage = self._attempts()
+
+    def _attempts(self) -> Attempts:
+        return self.rules.start(RETRY_WRITE, None)
 
     def _timed_out(self) -> TaskFlowTimeoutError:
         return TaskFlowTimeoutError(f"task {self.task_id} did not finish within {self.timeout}s")
@@ -36,20 +44,20 @@ class WatchPlan:
 
     def received(self) -> None:
         """The stream delivered a snapshot: the server is back, the reconnect budget resets."""
-        self.failures = 0
+        if self._outage.failures:
+            self._outage = self._attempts()
 
     def pause_after_drop(self, error: grpc.RpcError | None) -> float:
         """Seconds to wait before reopening a stream that ended early (``error=None``: ended
         without a terminal snapshot); raises when the watch must stop instead."""
-        self.failures += 1
         code = grpc.StatusCode.UNAVAILABLE if error is None else status_of(error)[0]
         if code == grpc.StatusCode.DEADLINE_EXCEEDED and self.deadline is not None:
             raise self._timed_out() from error
-        if code != grpc.StatusCode.UNAVAILABLE or self.failures >= self.backoff.attempts:
+        pause = self._outage.next_pause(code)
+        if pause is None:
             if error is None:
                 raise UnavailableError(f"the watch of task {self.task_id} kept ending early")
-            raise from_rpc_error(error) from error
-        pause = self.backoff.delay(self.failures)
+            raise self._outage.gave_up(error) from error
         if self.deadline is not None:
             pause = max(0.0, min(pause, self.deadline - time.monotonic()))
         return pause

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import importlib.util
 import logging
-import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from taskflow.cli.errors import CommandError, UsageError
+from taskflow.cli.errors import CommandError, UsageError, first_line, unreachable
 
 if TYPE_CHECKING:
     from taskflow.config import Settings
@@ -53,8 +51,8 @@ def _dev(args: argparse.Namespace) -> int:
     from taskflow.devserver.services import PortInUseError
     from taskflow.embedded import EmbeddedServerError
     from taskflow.errors import AlreadyExists, InvalidArgument, PayloadTooLarge, Unavailable
+    from taskflow.loading import AppLoadError, NotInstalledError
     from taskflow.scheduling.files import ScheduleFileError
-    from taskflow_worker.loading import AppLoadError
 
     options = DevOptions(
         workers=args.workers,
@@ -74,7 +72,7 @@ def _dev(args: argparse.Namespace) -> int:
     )
     try:
         return run_dev(options)
-    except (AppLoadError, PortInUseError) as exc:
+    except (AppLoadError, PortInUseError, NotInstalledError) as exc:
         raise UsageError(str(exc)) from None
     except (ScheduleFileError, InvalidArgument, PayloadTooLarge, AlreadyExists) as exc:
         raise UsageError(f"--schedules: {exc}") from None
@@ -118,54 +116,38 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import psycopg
-    import redis.exceptions
+    from taskflow.loading import worker_entry
 
-    from taskflow.keys import QueueRef
-    from taskflow_worker.loading import AppLoadError, load_router
-    from taskflow_worker.runtime import WorkerConfig
-    from taskflow_worker.serve import serve_worker
-
-    try:
-        router = load_router(args.app)
-    except AppLoadError as exc:
-        raise UsageError(str(exc)) from None
-    if not len(router):
-        raise UsageError(f"--app: {args.app} registers no handlers")
-    settings = _settings()
-    config = WorkerConfig(
-        queues=[QueueRef(args.namespace, q) for q in args.queues or ["default"]],
-        concurrency=args.concurrency,
-        drain_grace=args.drain_grace,
+    run_worker = _installed(lambda: worker_entry("run_worker"))
+    return int(
+        run_worker(
+            app=args.app,
+            namespace=args.namespace,
+            queues=args.queues or ["default"],
+            concurrency=args.concurrency,
+            drain_grace=args.drain_grace,
+            health_port=args.health_port,
+            watch_parent=args.watch_parent,
+        )
     )
-    if args.watch_parent is not None:
-        _exit_with_parent(args.watch_parent)
-    try:
-        asyncio.run(serve_worker(router, settings, config, health_port=args.health_port))
-    except psycopg.OperationalError as exc:
-        where = _host_of(settings.database_url)
-        raise CommandError(f"cannot reach PostgreSQL at {where}: {_first_line(exc)}") from None
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        where = _host_of(settings.redis_url)
-        raise CommandError(f"cannot reach Redis at {where}: {_first_line(exc)}") from None
-    except OSError as exc:
-        raise CommandError(str(exc)) from None
-    return 0
 
 
 def _operator(args: argparse.Namespace) -> int:
-    try:
-        module = importlib.import_module("taskflow_operator")
-    except ImportError:
-        raise UsageError(
-            "the operator needs a Kubernetes cluster and the taskflow_operator package, which "
-            "is not installed; run 'taskflow dev' locally, or see the deployment docs"
-        ) from None
+    from taskflow.loading import operator_entry
+
+    run_operator = _installed(operator_entry)
     _require_extra("operator", "operator")
-    run = getattr(module, "main", None)
-    if not callable(run):
-        raise CommandError("taskflow_operator has no main(); this installation is incomplete")
-    return int(run(list(args.operator_args)) or 0)
+    return int(run_operator(list(args.operator_args)) or 0)
+
+
+def _installed(find: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+    """The entry point ``find`` returns; ``UsageError`` when its package is not installed."""
+    from taskflow.loading import NotInstalledError
+
+    try:
+        return find()
+    except NotInstalledError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -177,10 +159,9 @@ def _migrate(args: argparse.Namespace) -> int:
     try:
         applied = asyncio.run(apply_migrations(url))
     except psycopg.OperationalError as exc:
-        where = _host_of(url)
-        raise CommandError(f"cannot reach PostgreSQL at {where}: {_first_line(exc)}") from None
+        raise unreachable("PostgreSQL", url, exc) from None
     except psycopg.Error as exc:
-        raise CommandError(f"migration failed: {_first_line(exc)}") from None
+        raise CommandError(f"migration failed: {first_line(exc)}") from None
     for mig in applied:
         print(f"applied {mig.version:04d}_{mig.name}")
     if not applied:
@@ -196,36 +177,6 @@ def _stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
-
-
-def _exit_with_parent(parent: int) -> None:
-    """SIGTERM this process (a clean drain) once ``parent`` is gone, e.g. killed outright."""
-    import signal
-    import threading
-    import time
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
-
-
-def _host_of(url: str) -> str:
-    """``host:port`` of a server URL, without the credentials."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
-    except ValueError:
-        return "the configured URL"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 SERVER_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -44,9 +44,15 @@ class Stores:
         return [s.pid for s in (self.redis, self.postgres) if s is not None and s.pid]
 
 
-def start_stores(data_dir: Path, env: Mapping[str, str] | None = None) -> Stores:
+def start_stores(
+    data_dir: Path, env: Mapping[str, str] | None = None, *, die_with_parent: bool = False
+) -> Stores:
     """Use ``TASKFLOW_REDIS_URL`` / ``TASKFLOW_DATABASE_URL`` when set; start embedded servers
-    for the others (raises ``EmbeddedServerError``; nothing is left running then)."""
+    for the others (raises ``EmbeddedServerError``; nothing is left running then).
+
+    ``die_with_parent``: the embedded servers stop when the calling thread ends, even if
+    this process is killed outright (call it from the main thread).
+    """
     source = os.environ if env is None else env
     redis_url = source.get(REDIS_ENV, "")
     database_url = source.get(DATABASE_ENV, "")
@@ -55,7 +61,9 @@ def start_stores(data_dir: Path, env: Mapping[str, str] | None = None) -> Stores
         if redis_url:
             stores.notes["redis"] = f"from {REDIS_ENV}"
         else:
-            stores.redis = EmbeddedRedis(data_dir / "redis", persistent=True)
+            stores.redis = EmbeddedRedis(
+                data_dir / "redis", persistent=True, die_with_parent=die_with_parent
+            )
             log.info("starting embedded Redis in %s", stores.redis.data_dir)
             stores.redis.start()
             stores.redis_url = stores.redis.url
@@ -63,7 +71,9 @@ def start_stores(data_dir: Path, env: Mapping[str, str] | None = None) -> Stores
         if database_url:
             stores.notes["postgres"] = f"from {DATABASE_ENV}"
         else:
-            stores.postgres = EmbeddedPostgres(data_dir / "postgres", fsync=True)
+            stores.postgres = EmbeddedPostgres(
+                data_dir / "postgres", fsync=True, die_with_parent=die_with_parent
+            )
             log.info("starting embedded PostgreSQL in %s", stores.postgres.data_dir)
             stores.postgres.start()
             stores.database_url = stores.postgres.url

@@ -1,8 +1,11 @@
 """Worker processes of ``taskflow dev``: started, restarted with backoff after a crash, and
-stopped by SIGTERM (the worker drains) with SIGKILL as the last resort.
+stopped by SIGTERM (the worker drains) with SIGKILL once the drain grace and
+``STOP_MARGIN`` have passed, whatever the worker's handlers do.
 
 Each worker runs in its own process group, so a Ctrl-C in the terminal reaches ``taskflow dev``
 alone and the workers stop in order. Each writes its log to ``<log_dir>/worker-<n>.log``.
+Workers follow their parent (``--watch-parent``): if ``taskflow dev`` is killed outright they
+drain and exit on their own, killed in their turn when the drain outlasts its grace.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from taskflow.tether import STOP_MARGIN
 
 log = logging.getLogger("taskflow.dev")
 
@@ -73,15 +78,20 @@ class WorkerSupervisor:
             )
 
     async def stop(self) -> None:
-        """SIGTERM every worker, give them ``drain_grace`` (+ a margin) to drain, then SIGKILL."""
+        """SIGTERM every worker, give them ``drain_grace`` + ``STOP_MARGIN`` to drain and exit,
+        then SIGKILL the ones still running."""
         self._stopping.set()
         pids = [pid for slot in self._slots if (pid := self._terminate(slot))]
         if pids:
             log.info("stopping workers (pids %s); they finish their tasks first", pids)
         if not self._tasks:
             return
-        _, late = await asyncio.wait(self._tasks, timeout=self.drain_grace + 5)
+        _, late = await asyncio.wait(self._tasks, timeout=self.drain_grace + STOP_MARGIN)
         if late:
+            log.warning(
+                "workers still running %.0fs after SIGTERM; killing them",
+                self.drain_grace + STOP_MARGIN,
+            )
             self.kill()
             await asyncio.gather(*late, return_exceptions=True)
 

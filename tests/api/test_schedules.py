@@ -20,6 +20,7 @@ from taskflow_client import (
     RetryPolicy,
     TaskRequest,
 )
+from taskflow_client._base import Call
 from taskflow_client.v1 import tasks_pb2 as pb
 from tests.api.conftest import MAX_PAYLOAD, rpc_error
 
@@ -199,4 +200,4 @@ def _conflict(client: Client) -> None:
             task=pb.TaskSpec(queue="q", handler="h"),
         )
     )
-    client._call(client._stub.PutSchedule, request, frozenset())
+    client._run(Call("PutSchedule", request, frozenset(), lambda reply: reply))

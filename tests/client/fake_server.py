@@ -17,9 +17,11 @@ import functools
 import itertools
 import json
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -29,6 +31,10 @@ from taskflow_client.v1 import tasks_pb2 as pb
 from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""What the real API server accepts and sends."""
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,8 @@ class RecordedCall:
     method: str
     request: Message
     metadata: tuple[tuple[str, str], ...]
+    time_remaining: float | None
+    """Seconds left before the call's deadline when it arrived (``None``: no deadline)."""
 
     def header(self, key: str) -> str | None:
         return next((v for k, v in self.metadata if k == key), None)
@@ -62,6 +70,8 @@ class FakeTaskService(pb_grpc.TaskServiceServicer):
         self._failures: dict[str, collections.deque[tuple[grpc.StatusCode, str]]] = (
             collections.defaultdict(collections.deque)
         )
+        self._lost_replies: collections.Counter[str] = collections.Counter()
+        self._stalls: dict[str, float] = {}
         self._watch_drops = 0
         self.calls: list[RecordedCall] = []
 
@@ -73,6 +83,17 @@ class FakeTaskService(pb_grpc.TaskServiceServicer):
         """Make the next ``times`` calls of ``method`` fail with ``code``."""
         with self._cond:
             self._failures[method].extend([(code, details)] * times)
+
+    def stall(self, method: str, seconds: float) -> None:
+        """Make every call of ``method`` hang for ``seconds`` (or until its deadline) first."""
+        with self._cond:
+            self._stalls[method] = seconds
+
+    def lose_next_replies(self, method: str, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``method`` do their work, then fail with
+        UNAVAILABLE as if the connection broke before the reply (the ambiguous failure)."""
+        with self._cond:
+            self._lost_replies[method] += times
 
     def drop_watches_after_first_snapshot(self, times: int) -> None:
         """Make the next ``times`` WatchTask streams end with UNAVAILABLE after one snapshot."""
@@ -125,15 +146,34 @@ class FakeTaskService(pb_grpc.TaskServiceServicer):
 
     def _enter(self, method: str, request: Message, context: grpc.ServicerContext) -> None:
         metadata = tuple((k, str(v)) for k, v in context.invocation_metadata())
+        remaining = context.time_remaining()
         with self._cond:
-            self.calls.append(RecordedCall(method, request, metadata))
+            self.calls.append(RecordedCall(method, request, metadata, remaining))
             self._cond.notify_all()
             failure = self._failures[method].popleft() if self._failures[method] else None
+            stall = self._stalls.get(method, 0.0)
+        until = time.monotonic() + stall
+        while context.is_active() and time.monotonic() < until:
+            time.sleep(0.01)
         if failure is not None:
             context.abort(*failure)
         expected = f"Bearer {self.required_token}"
         if self.required_token is not None and dict(metadata).get("authorization") != expected:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
+
+    def _reply(self, method: str, reply: R, context: grpc.ServicerContext) -> R:
+        """``reply``, unless the test asked for this reply to be lost."""
+        with self._cond:
+            lost = self._lost_replies[method] > 0
+            if lost:
+                self._lost_replies[method] -= 1
+        if lost:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset before the reply")
+        return reply
+
+    def count_tasks(self) -> int:
+        with self._cond:
+            return len(self._tasks)
 
     def _get(self, task_id: str, context: grpc.ServicerContext) -> pb.Task:
         task = self._tasks.get(task_id)
@@ -227,7 +267,8 @@ class FakeTaskService(pb_grpc.TaskServiceServicer):
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         with self._cond:
-            return self._create(request.task)
+            created = self._create(request.task)
+        return self._reply("SubmitTask", created, context)
 
     def SubmitTasks(
         self, request: pb.SubmitTasksRequest, context: grpc.ServicerContext
@@ -238,7 +279,8 @@ class FakeTaskService(pb_grpc.TaskServiceServicer):
             if problem:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"tasks[{index}].{problem}")
         with self._cond:
-            return pb.SubmitTasksResponse(results=[self._create(s) for s in request.tasks])
+            created = pb.SubmitTasksResponse(results=[self._create(s) for s in request.tasks])
+        return self._reply("SubmitTasks", created, context)
 
     def GetTask(self, request: pb.GetTaskRequest, context: grpc.ServicerContext) -> pb.Task:
         self._enter("GetTask", request, context)
@@ -283,7 +325,7 @@ class FakeTaskService(pb_grpc.TaskServiceServicer):
                 self._touch(task)
             copy = pb.Task()
             copy.CopyFrom(task)
-            return pb.CancelTaskResponse(task=copy)
+        return self._reply("CancelTask", pb.CancelTaskResponse(task=copy), context)
 
     def ListTasks(
         self, request: pb.ListTasksRequest, context: grpc.ServicerContext
@@ -370,23 +412,49 @@ class FakeTaskService(pb_grpc.TaskServiceServicer):
             return pb.ReplayDeadLettersResponse(task_ids=replayed)
 
 
-@dataclass(frozen=True)
-class FakeServer:
-    """A running fake: its servicer and the address clients connect to."""
+def _serve(service: FakeTaskService, port: int) -> tuple[grpc.Server, int]:
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=16),
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    pb_grpc.add_TaskServiceServicer_to_server(service, server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    if not bound:
+        raise RuntimeError(f"the fake server cannot listen on 127.0.0.1:{port}")
+    server.start()
+    return server, bound
 
-    service: FakeTaskService
-    target: str
+
+class FakeServer:
+    """A running fake: its servicer (its tasks outlive a restart, as a database's would) and
+    the address clients connect to."""
+
+    def __init__(self, service: FakeTaskService) -> None:
+        self.service = service
+        self._server: grpc.Server | None
+        self._server, self.port = _serve(service, 0)
+        self.target = f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Stop serving at once: calls in flight fail UNAVAILABLE, new ones cannot connect."""
+        if self._server is not None:
+            self._server.stop(grace=None).wait(timeout=5)
+            self._server = None
+
+    def start(self) -> None:
+        """Serve again on the same port."""
+        if self._server is None:
+            self._server, _ = _serve(self.service, self.port)
 
 
 @contextlib.contextmanager
 def running_fake_server(required_token: str | None = None) -> Iterator[FakeServer]:
     """Serve a fresh ``FakeTaskService`` on a free local port for the duration of the block."""
-    service = FakeTaskService(required_token)
-    server = grpc.server(ThreadPoolExecutor(max_workers=16))
-    pb_grpc.add_TaskServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server = FakeServer(FakeTaskService(required_token))
     try:
-        yield FakeServer(service, f"127.0.0.1:{port}")
+        yield server
     finally:
-        server.stop(grace=None).wait(timeout=5)
+        server.stop()

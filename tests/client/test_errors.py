@@ -7,8 +7,6 @@ import pytest
 
 from taskflow_client import (
     AlreadyExistsError,
-    AsyncClient,
-    Client,
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
@@ -18,6 +16,7 @@ from taskflow_client import (
     UnavailableError,
 )
 
+from .clients import AnyClient, MakeClient
 from .fake_server import FakeServer
 
 MAPPING = [
@@ -36,37 +35,26 @@ MAPPING = [
 
 @pytest.mark.parametrize(("code", "error"), MAPPING)
 def test_status_code_maps_to_error_class(
-    fake: FakeServer, code: grpc.StatusCode, error: type[TaskFlowError]
+    fake: FakeServer, make_client: MakeClient, code: grpc.StatusCode, error: type[TaskFlowError]
 ) -> None:
     # retries=1: UNAVAILABLE and DEADLINE_EXCEEDED would otherwise be retried.
     fake.service.fail_next("GetTask", code, "the details")
-    with Client(fake.target, retries=1) as client, pytest.raises(error) as caught:
+    client = make_client(fake.target, retries=1)
+    with pytest.raises(error) as caught:
         client.get("t-0001")
     assert type(caught.value) is error
     assert caught.value.code == code
     assert caught.value.details == "the details"
 
 
-@pytest.mark.parametrize(("code", "error"), MAPPING)
-async def test_status_code_maps_to_error_class_async(
-    fake: FakeServer, code: grpc.StatusCode, error: type[TaskFlowError]
-) -> None:
-    fake.service.fail_next("GetTask", code, "the details")
-    async with AsyncClient(fake.target, retries=1) as client:
-        with pytest.raises(error) as caught:
-            await client.get("t-0001")
-    assert type(caught.value) is error
-    assert caught.value.code == code
-
-
-def test_invalid_argument_names_the_field_from_the_server(client: Client) -> None:
+def test_invalid_argument_names_the_field_from_the_server(client: AnyClient) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         client.submit("", "send_email")
     assert caught.value.field == "queue"
     assert caught.value.details == "queue: required"
 
 
-def test_invalid_argument_of_one_item_of_a_batch(client: Client) -> None:
+def test_invalid_argument_of_one_item_of_a_batch(client: AnyClient) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         client.submit_many([{"queue": "q", "handler": "h"}, {"queue": "q", "handler": ""}])
     assert caught.value.field == "tasks[1].handler"
@@ -86,19 +74,18 @@ def test_field_parsing(details: str, field: str | None) -> None:
     assert InvalidArgumentError(details).field == field
 
 
-def test_missing_task_is_not_found(client: Client) -> None:
+def test_missing_task_is_not_found(client: AnyClient) -> None:
     with pytest.raises(NotFoundError, match="t-9999"):
         client.get("t-9999")
 
 
-def test_wrong_token_is_unauthenticated() -> None:
+def test_wrong_token_is_unauthenticated(make_client: MakeClient) -> None:
     from .fake_server import running_fake_server
 
     with running_fake_server(required_token="right") as fake:
-        with Client(fake.target, token="wrong") as client, pytest.raises(UnauthenticatedError):
-            client.queue_stats("emails")
-        with Client(fake.target, token="right") as client:
-            assert client.queue_stats("emails").queue == "emails"
+        with pytest.raises(UnauthenticatedError):
+            make_client(fake.target, token="wrong").queue_stats("emails")
+        assert make_client(fake.target, token="right").queue_stats("emails").queue == "emails"
 
 
 def test_error_message_shows_details_and_code() -> None:

@@ -85,6 +85,22 @@ def test_sync_and_async_clients_have_the_same_methods() -> None:
     assert _public_methods(AsyncClient) == METHODS
 
 
+CONSTRUCTOR = [
+    "target",
+    "token",
+    "namespace",
+    "timeout",
+    "retry_budget",
+    "retries",
+    "credentials",
+]
+
+
+def test_constructor_arguments_are_pinned() -> None:
+    assert list(inspect.signature(Client).parameters) == CONSTRUCTOR
+    assert list(inspect.signature(AsyncClient).parameters) == CONSTRUCTOR
+
+
 def test_sync_and_async_methods_take_the_same_arguments() -> None:
     for name in METHODS:
         sync = inspect.signature(getattr(Client, name))
