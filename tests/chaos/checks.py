@@ -282,11 +282,12 @@ def check(
             f.missing.append(f"{task_id} ({key})")
             continue
         f.states[found.state] += 1
-        _check_task(f, plan, found, by_task.get(task_id, []))
+        check_task(f, plan, found, by_task.get(task_id, []))
     return f
 
 
-def _check_task(f: Findings, plan: TaskPlan, row: TaskRow, starts: list[Start]) -> None:
+def check_task(f: Findings, plan: TaskPlan, row: TaskRow, starts: list[Start]) -> None:
+    """Add to ``f`` what is wrong with one accepted task."""
     tid = row.id
     expect = plan.expect
     outcomes = Counter(a.outcome for a in row.history)

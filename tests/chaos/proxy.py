@@ -104,12 +104,14 @@ class _Link:
     server: asyncio.StreamWriter
     lose_next_reply: bool = False
     closed: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     def reset(self) -> None:
         if not self.closed:
             self.closed = True
             _reset(self.client)
             _reset(self.server)
+        self.ended.set()
 
 
 @dataclass
@@ -269,6 +271,9 @@ class FaultProxy:
             if out:
                 link.server.write(bytes(out))
                 await link.server.drain()
+            if link.lose_next_reply:
+                await link.ended.wait()  # forward nothing more; the reply ends the link
+                return
 
     async def _server_to_client(self, link: _Link, reader: asyncio.StreamReader) -> None:
         assert self._flowing is not None
