@@ -1,6 +1,7 @@
 """The whole system as real processes a scenario can hurt.
 
-``Cluster`` starts Redis and PostgreSQL (``tests.chaos.servers``), applies the migrations with
+``Cluster`` starts Redis and PostgreSQL (``tests.chaos.servers``, run by a host process of
+their own), applies the migrations with
 ``taskflow migrate``, then runs ``taskflow api`` (housekeeping on) and N ``taskflow worker``
 processes on the handlers of ``tests.chaos.apps``, each with its output in a file under the
 cluster's directory. Workers can reach Redis through a ``FaultProxy``. ``close`` stops
@@ -20,7 +21,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from tests.chaos.processes import (
     wait_until,
 )
 from tests.chaos.proxy import FaultProxy
-from tests.chaos.servers import ChaosPostgres, ChaosRedis
+from tests.chaos.servers import ChaosPostgres, ChaosRedis, ServerHost
 
 REPO = Path(__file__).resolve().parents[2]
 APP = "tests.chaos.apps:router"
@@ -87,10 +87,14 @@ class Cluster:
         self.id = f"{name}-{uuid.uuid4().hex[:8]}"
         # Not under pytest's basetemp: PostgreSQL runs as another user when we are root, and
         # each new pytest session strips the other-users bits from /tmp/pytest-of-root.
-        self.root = Path(tempfile.mkdtemp(prefix=f"taskflow-chaos-{name}-"))
+        # Short: PostgreSQL's unix socket path under it must stay within ~100 bytes.
+        self.root = Path(tempfile.mkdtemp(prefix=f"taskflow-chaos-{name[:24]}-"))
         self.start_log = self.root / "starts.log"
-        self.redis = ChaosRedis(self.root / "redis")
-        self.postgres = ChaosPostgres(self.root / "postgres", fsync=config.pg_fsync)
+        self.servers = ServerHost(
+            self.root, {**os.environ, CLUSTER_ENV: self.id}, fsync=config.pg_fsync
+        )
+        self.redis = ChaosRedis(self.servers)
+        self.postgres = ChaosPostgres(self.servers)
         self.proxy = FaultProxy(self.redis.port) if config.workers_via_proxy else None
         self.grpc_port = free_port()
         self.http_port = free_port()
@@ -292,11 +296,9 @@ class Cluster:
                 p.kill()
         if self.proxy is not None:
             self.proxy.close()
-        for server in (self.redis, self.postgres):
-            try:
-                server.stop()
-            except Exception as exc:
-                self.problems.append(f"stopping {type(server).__name__}: {exc}")
+        problem = self.servers.close()
+        if problem:
+            self.problems.append(problem)
         self.problems += self._leftovers()
         if not os.environ.get(KEEP_ENV):
             shutil.rmtree(self.root, ignore_errors=True)
@@ -322,6 +324,3 @@ class Cluster:
             if (reason := port_unavailable("127.0.0.1", port)) is not None
         ]
         return out
-
-    def logs(self) -> Iterator[Path]:
-        yield from sorted(self.root.glob("*.log"))

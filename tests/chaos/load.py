@@ -207,9 +207,6 @@ class LoadGenerator:
         for t in self._threads:
             t.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-
     def join(self, timeout: float) -> bool:
         """Wait until every plan was submitted (or given up on); False after ``timeout``."""
         deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,6 @@ class Proc:
     log_path: Path
     health_url: str = ""
     popen: subprocess.Popen[bytes] | None = None
-    history: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
@@ -93,7 +92,6 @@ class Proc:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.history.append(f"started pid {self.popen.pid}")
 
     @property
     def pid(self) -> int:
@@ -108,7 +106,6 @@ class Proc:
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
-            self.history.append(f"sent {sig.name}")
 
     def kill(self) -> None:
         """SIGKILL and reap."""

@@ -69,10 +69,11 @@ class Scenario:
             self.when_accepted(load, (i + 1) / (faults + 1))
             yield i
 
-    def mixed_plans(self, count: int | None = None, prefix: str = "mix") -> list[TaskPlan]:
+    def mixed_plans(self) -> list[TaskPlan]:
+        """The scale's number of tasks of the usual mix (``tests.chaos.load.mixed_plans``)."""
         return mixed_plans(
-            f"{self.name}-{prefix}",
-            self.scale.tasks if count is None else count,
+            f"{self.name}-mix",
+            self.scale.tasks,
             seed=zlib.crc32(self.name.encode()),
             long_ms=self.scale.long_ms,
         )
