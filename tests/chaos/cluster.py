@@ -3,9 +3,9 @@
 ``Cluster`` starts Redis and PostgreSQL (``tests.chaos.servers``, run by a host process of
 their own), applies the migrations with ``taskflow migrate``, then runs ``taskflow api``
 (housekeeping on) and N ``taskflow worker`` processes on the handlers of ``tests.chaos.apps``,
-each with its output in a file under the cluster's directory. Workers can reach Redis through a ``FaultProxy``. ``close`` stops
-everything (workers by SIGTERM, as an orchestrator would), then proves nothing is left: no
-process of the cluster alive, no port of it still bound.
+each with its output in a file under the cluster's directory. Workers can reach Redis through
+a ``FaultProxy``. ``close`` stops everything (workers by SIGTERM, as an orchestrator would),
+then proves nothing is left: no process of the cluster alive, no port of it still bound.
 """
 
 from __future__ import annotations
