@@ -142,13 +142,17 @@ class Cluster:
     def start(self) -> None:
         self.redis.start()
         self.postgres.start()
+        self.timeline.mark("redis and postgres up")
         self._migrate()
+        self.timeline.mark("migrated")
         if self.proxy is not None:
             self.proxy.start()
             self.ports.add(self.proxy.port)
-        self.start_api()
+        # Workers need only Redis and PostgreSQL: they start alongside the API.
+        api = self.start_api(wait=False)
         for _ in range(self.config.workers):
             self.start_worker(wait=False)
+        self._wait_api(api)
         for w in self.workers:
             self._wait_worker(w)
         self.timeline.mark(f"cluster up: api + {len(self.workers)} worker(s)")
@@ -166,16 +170,20 @@ class Cluster:
         if result.returncode != 0:
             raise HarnessError(f"taskflow migrate failed: {result.stdout}{result.stderr}")
 
-    def start_api(self) -> Proc:
+    def start_api(self, *, wait: bool = True) -> Proc:
         argv = [
             sys.executable, "-m", "taskflow", "api", "--host", "127.0.0.1",
             "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
             "--housekeeping",
         ]  # fmt: skip
         self.api = self._spawn("api", argv, self.env())
-        self._wait_http(self.api, f"http://127.0.0.1:{self.http_port}/readyz")
-        self.timeline.mark(f"api up (pid {self.api.pid})")
+        if wait:
+            self._wait_api(self.api)
         return self.api
+
+    def _wait_api(self, api: Proc) -> None:
+        self._wait_http(api, f"http://127.0.0.1:{self.http_port}/readyz")
+        self.timeline.mark(f"api up (pid {api.pid})")
 
     def kill_api(self) -> None:
         if self.api is not None:
@@ -286,10 +294,12 @@ class Cluster:
         for w in self.workers:
             self._reap(w, deadline)
         self.workers.clear()
+        self.timeline.mark("workers stopped")
         if self.api is not None and self.api.alive():
             problem = self.api.stop(timeout=20)
             if problem:
                 self.problems.append(problem)
+            self.timeline.mark("api stopped")
         for p in self.procs:  # CPU hogs, and anything killed but not yet reaped
             if p.alive():
                 p.kill()
@@ -298,6 +308,7 @@ class Cluster:
         problem = self.servers.close()
         if problem:
             self.problems.append(problem)
+        self.timeline.mark("redis and postgres stopped")
         self.problems += self._leftovers()
         if not os.environ.get(KEEP_ENV):
             shutil.rmtree(self.root, ignore_errors=True)
