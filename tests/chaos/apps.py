@@ -27,14 +27,17 @@ from taskflow_worker import PermanentError, Router, TaskContext
 
 START_LOG_ENV = "TASKFLOW_CHAOS_START_LOG"
 
-#: Poison kind -> a word the task's error must contain (case-insensitive) to be "clear".
-POISON_KINDS: dict[str, str] = {
-    "nan_result": "nan",
-    "inf_result": "inf",
-    "nul_result": "nul",
-    "surrogate_result": "surrogate",
-    "nul_error": "nul",
-    "nul_progress": "nul",
+#: Poison kind -> (the state its task must end in, a word its error must contain,
+#: case-insensitive). A result that cannot be stored fails the attempt, saying why; an error or
+#: progress text with a NUL is repaired (shown as ``\x00``), so those tasks end as their handler
+#: decided.
+POISON_KINDS: dict[str, tuple[str, str | None]] = {
+    "nan_result": ("failed", "nan"),
+    "inf_result": ("failed", "inf"),
+    "nul_result": ("failed", "nul"),
+    "surrogate_result": ("failed", "surrogate"),
+    "nul_error": ("failed", "\\x00"),
+    "nul_progress": ("succeeded", None),
 }
 
 router = Router()
