@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from taskflow_client import Client, Task, TaskRequest
 
 CLIENT_COMMANDS = ("submit", "status", "cancel", "queues", "schedules", "bench")
+#: Seconds a command keeps retrying while the API is unavailable: enough for a restart of the
+#: API, short enough that a server that is not running at all is reported at once.
+CLI_RETRY_BUDGET = 3.0
 _FIELD_FLAGS = {
     "queue": "QUEUE",
     "handler": "HANDLER",
@@ -68,12 +72,15 @@ def run_client_command(args: argparse.Namespace) -> int:
         "bench": _bench,
     }
     try:
+        # A command waits out a short API restart (TASKFLOW_RETRY_BUDGET overrides), but a
+        # server that is not running at all is reported within seconds.
+        budget = None if os.environ.get("TASKFLOW_RETRY_BUDGET") else CLI_RETRY_BUDGET
         client = Client(
             args.addr,
             token=args.token,
             namespace=getattr(args, "namespace", "default"),
-            timeout=30.0,
-            retries=3,
+            timeout=60.0,
+            retry_budget=budget,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
