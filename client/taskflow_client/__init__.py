@@ -36,6 +36,7 @@ from ._models import (
     TaskState,
 )
 from ._version import __version__
+from ._workflows import DagRun, DagRunState, DagStepInfo, Flow, Step, StepState, chain, group
 
 __all__ = [
     "TERMINAL_STATES",
@@ -44,13 +45,19 @@ __all__ = [
     "Attempt",
     "Client",
     "ConcurrencyPolicy",
+    "DagRun",
+    "DagRunState",
+    "DagStepInfo",
     "DeadlineExceededError",
+    "Flow",
     "InvalidArgumentError",
     "NotFoundError",
     "QueueStats",
     "ResourceExhaustedError",
     "RetryPolicy",
     "Schedule",
+    "Step",
+    "StepState",
     "Task",
     "TaskFlowError",
     "TaskFlowTimeoutError",
@@ -59,4 +66,6 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "__version__",
+    "chain",
+    "group",
 ]

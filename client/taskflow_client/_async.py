@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 import grpc.aio
 
-from ._base import BaseClient, Call, Plan
-from ._convert import schedule_spec, task_from_proto
+from ._base import BaseClient, Call, Plan, W, Watched
+from ._convert import schedule_spec
 from ._errors import TaskFlowError
 from ._models import (
     ConcurrencyPolicy,
@@ -24,7 +24,7 @@ from ._models import (
     TaskState,
 )
 from ._watching import WatchPlan
-from .v1 import tasks_pb2 as pb
+from ._workflows import DagRun, DagRunState, Flow, Step
 from .v1.tasks_pb2_grpc import TaskServiceStub
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class AsyncClient(BaseClient):
 
         A dropped stream is reopened (the snapshot after reopening may repeat the last one).
         """
-        return self._watch(task_id, None)
+        return self._watch(self._task_watch(task_id), None)
 
     async def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """Wait until the task is terminal and return it.
@@ -165,29 +165,32 @@ class AsyncClient(BaseClient):
         Raises ``TaskFlowTimeoutError`` when ``timeout`` seconds pass first (``None``: wait
         for as long as it takes).
         """
-        watch = self._watch(task_id, timeout)
+        return await self._wait(self._task_watch(task_id), timeout)
+
+    async def _wait(self, watched: Watched[W], timeout: float | None) -> W:
+        watch = self._watch(watched, timeout)
         try:
-            async for task in watch:
-                if task.done:
-                    return task
+            async for item in watch:
+                if watched.done(item):
+                    return item
         finally:
             await watch.aclose()
-        raise TaskFlowError(f"the watch of task {task_id} ended before the task finished")
+        raise TaskFlowError(f"the watch of {watched.what} ended before it finished")
 
-    async def _watch(self, task_id: str, timeout: float | None) -> AsyncGenerator[Task, None]:
-        request = pb.WatchTaskRequest(task_id=task_id)
-        plan = WatchPlan(task_id, timeout, self._settings.retry)
+    async def _watch(self, watched: Watched[W], timeout: float | None) -> AsyncGenerator[W, None]:
+        plan = WatchPlan(watched.what, timeout, self._settings.retry)
         while True:
-            call = self._stub.WatchTask(
-                request, timeout=plan.remaining(), metadata=self._settings.metadata
+            stream = getattr(self._stub, watched.method)
+            call = stream(
+                watched.request, timeout=plan.remaining(), metadata=self._settings.metadata
             )
             error: grpc.RpcError | None = None
             try:
                 async for message in call:
                     plan.received()
-                    task = task_from_proto(message)
-                    yield task
-                    if task.done:
+                    item = watched.decode(message)
+                    yield item
+                    if watched.done(item):
                         return
             except grpc.RpcError as exc:
                 error = exc
@@ -317,3 +320,57 @@ class AsyncClient(BaseClient):
         """Let a suspended schedule fire again: the latest tick it missed fires once, unless
         it is older than its ``starting_deadline_seconds``."""
         return await self._run(self._set_suspended_call(name, namespace, False))
+
+    # -- DAG runs -----------------------------------------------------------------------------
+
+    async def submit_dag(
+        self,
+        steps: Flow | Step | Iterable[Step | Mapping[str, Any]],
+        queue: str,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        failure_policy: str = "fail_fast",
+        idempotency_key: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> str:
+        """Submit a DAG run and return its id (see ``Client.submit_dag``)."""
+        return await self._run(
+            self._submit_dag_call(
+                steps, queue, namespace, name, failure_policy, idempotency_key, labels
+            )
+        )
+
+    async def get_dag(self, run_id: str, *, results: bool = False) -> DagRun:
+        """The run with every step's state, attempts and times (and results, if asked)."""
+        return await self._run(self._get_dag_call(run_id, results))
+
+    def watch_dag(self, run_id: str) -> AsyncIterator[DagRun]:
+        """Snapshots of the run: as it is, then each change of it or a step, until it ends."""
+        return self._watch(self._dag_watch(run_id), None)
+
+    async def wait_dag(
+        self, run_id: str, timeout: float | None = None, *, results: bool = False
+    ) -> DagRun:
+        """Wait until the run has finished and return it (``results``: with the steps'
+        results). Raises ``TaskFlowTimeoutError`` when ``timeout`` seconds pass first."""
+        run = await self._wait(self._dag_watch(run_id), timeout)
+        return await self.get_dag(run_id, results=True) if results else run
+
+    async def cancel_dag(self, run_id: str) -> DagRun:
+        """Cancel the run: steps not started never run, running ones are stopped."""
+        return await self._run(self._cancel_dag_call(run_id))
+
+    async def retry_dag(self, run_id: str) -> DagRun:
+        """Run a failed or cancelled run again from the steps that did not succeed."""
+        return await self._run(self._retry_dag_call(run_id))
+
+    async def list_dags(
+        self,
+        states: Iterable[DagRunState | str] | None = None,
+        *,
+        namespace: str | None = None,
+        limit: int | None = 100,
+    ) -> list[DagRun]:
+        """Runs of the namespace, newest first, with step counts but without their steps."""
+        return await self._follow(self._list_dags_plan(states, namespace, limit))

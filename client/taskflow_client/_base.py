@@ -22,9 +22,18 @@ from ._convert import queue_stats_from_proto, schedule_from_proto, task_from_pro
 from ._errors import TaskFlowError
 from ._models import QueueStats, Schedule, Task, TaskRequest, TaskState
 from ._retry import RETRY_READ, RETRY_WRITE
+from ._workflows import (
+    DagRun,
+    DagRunState,
+    Flow,
+    Step,
+    dag_request,
+    dag_run_from_proto,
+    list_dags_request,
+)
 from .v1 import tasks_pb2 as pb
 
-__all__ = ["BaseClient", "Call", "Page", "Plan"]
+__all__ = ["BaseClient", "Call", "Page", "Plan", "Watched"]
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -47,6 +56,19 @@ Plan = Generator[Call[Any], Any, T]
 """A method made of several calls: yields each call, receives its decoded reply, returns the
 method's result."""
 
+W = TypeVar("W")
+
+
+@dataclass(frozen=True)
+class Watched(Generic[W]):
+    """A server stream to follow until ``done``: a task or a DAG run (``what`` names it)."""
+
+    what: str
+    method: str
+    request: Message
+    decode: Callable[[Any], W]
+    done: Callable[[W], bool]
+
 
 def _task_ids(response: pb.SubmitTasksResponse) -> list[str]:
     return [result.task_id for result in response.results]
@@ -58,6 +80,10 @@ def _page(response: pb.ListTasksResponse) -> Page:
 
 def _queues(response: pb.ListQueuesResponse) -> list[QueueStats]:
     return [queue_stats_from_proto(q) for q in response.queues]
+
+
+def _runs(response: pb.ListDagRunsResponse) -> tuple[list[DagRun], str | None]:
+    return [dag_run_from_proto(r) for r in response.runs], response.next_page_token or None
 
 
 def _schedules(response: pb.ListSchedulesResponse) -> tuple[list[Schedule], str | None]:
@@ -217,3 +243,74 @@ class BaseClient:
             namespace=namespace or self.namespace, name=name, suspend=suspend
         )
         return Call("SetScheduleSuspended", request, RETRY_WRITE, schedule_from_proto)
+
+    # -- watches ------------------------------------------------------------------------------
+
+    def _task_watch(self, task_id: str) -> Watched[Task]:
+        return Watched(
+            f"task {task_id}",
+            "WatchTask",
+            pb.WatchTaskRequest(task_id=task_id),
+            task_from_proto,
+            lambda t: t.done,
+        )
+
+    def _dag_watch(self, run_id: str) -> Watched[DagRun]:
+        return Watched(
+            f"DAG run {run_id}",
+            "WatchDagRun",
+            pb.WatchDagRunRequest(run_id=run_id),
+            dag_run_from_proto,
+            lambda r: r.done,
+        )
+
+    # -- DAG runs -----------------------------------------------------------------------------
+
+    def _submit_dag_call(
+        self,
+        steps: Flow | Step | Iterable[Step | Mapping[str, Any]],
+        queue: str,
+        namespace: str | None,
+        name: str | None,
+        failure_policy: str,
+        idempotency_key: str | None,
+        labels: Mapping[str, str] | None,
+    ) -> Call[str]:
+        request = dag_request(
+            steps,
+            queue=queue,
+            namespace=namespace or self.namespace,
+            name=name,
+            failure_policy=failure_policy,
+            idempotency_key=idempotency_key,
+            labels=labels,
+        )
+        return Call("SubmitDag", request, RETRY_WRITE, lambda r: r.run_id)
+
+    def _get_dag_call(self, run_id: str, results: bool) -> Call[DagRun]:
+        request = pb.GetDagRunRequest(run_id=run_id, include_results=results)
+        return Call("GetDagRun", request, RETRY_READ, dag_run_from_proto)
+
+    def _cancel_dag_call(self, run_id: str) -> Call[DagRun]:
+        request = pb.CancelDagRunRequest(run_id=run_id)
+        return Call("CancelDagRun", request, RETRY_WRITE, dag_run_from_proto)
+
+    def _retry_dag_call(self, run_id: str) -> Call[DagRun]:
+        request = pb.RetryDagRunRequest(run_id=run_id)
+        return Call("RetryDagRun", request, RETRY_WRITE, dag_run_from_proto)
+
+    def _list_dags_plan(
+        self,
+        states: Iterable[DagRunState | str] | None,
+        namespace: str | None,
+        limit: int | None,
+    ) -> Plan[list[DagRun]]:
+        runs: list[DagRun] = []
+        token: str | None = None
+        while limit is None or len(runs) < limit:
+            request = list_dags_request(namespace or self.namespace, states, 500, token)
+            page, token = yield Call("ListDagRuns", request, RETRY_READ, _runs)
+            runs.extend(page)
+            if token is None:
+                break
+        return runs if limit is None else runs[:limit]

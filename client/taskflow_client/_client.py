@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from ._base import BaseClient, Call, Plan
-from ._convert import schedule_spec, task_from_proto
+from ._base import BaseClient, Call, Plan, W, Watched
+from ._convert import schedule_spec
 from ._errors import TaskFlowError
 from ._models import (
     ConcurrencyPolicy,
@@ -24,7 +24,7 @@ from ._models import (
     TaskState,
 )
 from ._watching import WatchPlan
-from .v1 import tasks_pb2 as pb
+from ._workflows import DagRun, DagRunState, Flow, Step
 from .v1.tasks_pb2_grpc import TaskServiceStub
 
 __all__ = ["Client"]
@@ -179,7 +179,7 @@ class Client(BaseClient):
 
         A dropped stream is reopened (the snapshot after reopening may repeat the last one).
         """
-        return self._watch(task_id, None)
+        return self._watch(self._task_watch(task_id), None)
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """Block until the task is terminal and return it.
@@ -187,31 +187,34 @@ class Client(BaseClient):
         Raises ``TaskFlowTimeoutError`` when ``timeout`` seconds pass first (``None``: wait
         for as long as it takes).
         """
-        with contextlib.closing(self._watch(task_id, timeout)) as watch:
-            for task in watch:
-                if task.done:
-                    return task
-        raise TaskFlowError(f"the watch of task {task_id} ended before the task finished")
+        return self._wait(self._task_watch(task_id), timeout)
 
-    def _watch(self, task_id: str, timeout: float | None) -> Generator[Task, None, None]:
-        request = pb.WatchTaskRequest(task_id=task_id)
-        plan = WatchPlan(task_id, timeout, self._settings.retry)
+    def _wait(self, watched: Watched[W], timeout: float | None) -> W:
+        with contextlib.closing(self._watch(watched, timeout)) as watch:
+            for item in watch:
+                if watched.done(item):
+                    return item
+        raise TaskFlowError(f"the watch of {watched.what} ended before it finished")
+
+    def _watch(self, watched: Watched[W], timeout: float | None) -> Generator[W, None, None]:
+        plan = WatchPlan(watched.what, timeout, self._settings.retry)
         while True:
-            call = self._stub.WatchTask(
-                request, timeout=plan.remaining(), metadata=self._settings.metadata
+            stream = getattr(self._stub, watched.method)
+            call = stream(
+                watched.request, timeout=plan.remaining(), metadata=self._settings.metadata
             )
             error: grpc.RpcError | None = None
             try:
                 for message in call:
                     plan.received()
-                    task = task_from_proto(message)
-                    yield task
-                    if task.done:
+                    item = watched.decode(message)
+                    yield item
+                    if watched.done(item):
                         return
             except grpc.RpcError as exc:
                 error = exc
             finally:
-                call.cancel()  # type: ignore[no-untyped-call]
+                call.cancel()
             time.sleep(plan.pause_after_drop(error))
 
     def list_tasks_page(
@@ -338,3 +341,66 @@ class Client(BaseClient):
         """Let a suspended schedule fire again: the latest tick it missed fires once, unless
         it is older than its ``starting_deadline_seconds``."""
         return self._run(self._set_suspended_call(name, namespace, False))
+
+    # -- DAG runs -----------------------------------------------------------------------------
+
+    def submit_dag(
+        self,
+        steps: Flow | Step | Iterable[Step | Mapping[str, Any]],
+        queue: str,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        failure_policy: str = "fail_fast",
+        idempotency_key: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> str:
+        """Submit a DAG run and return its id. ``steps``: a ``Flow`` (``chain``, ``group``), a
+        ``Step``, or steps as ``Step`` values or dicts (``name``, ``handler``, ``payload``,
+        ``depends_on``, ``queue``, ...). ``queue`` is the queue of steps that name none.
+
+        ``failure_policy``: ``fail_fast`` (a failed step cancels every step not started) or
+        ``continue`` (every branch whose parents succeeded runs). The whole run is checked
+        first: a cycle, an unknown dependency or a duplicate name raises
+        ``InvalidArgumentError`` naming it. A resubmission with the same ``idempotency_key``
+        returns the existing run.
+        """
+        return self._run(
+            self._submit_dag_call(
+                steps, queue, namespace, name, failure_policy, idempotency_key, labels
+            )
+        )
+
+    def get_dag(self, run_id: str, *, results: bool = False) -> DagRun:
+        """The run with every step's state, attempts and times (and results, if asked)."""
+        return self._run(self._get_dag_call(run_id, results))
+
+    def watch_dag(self, run_id: str) -> Iterator[DagRun]:
+        """Snapshots of the run: as it is, then each change of it or a step, until it ends."""
+        return self._watch(self._dag_watch(run_id), None)
+
+    def wait_dag(
+        self, run_id: str, timeout: float | None = None, *, results: bool = False
+    ) -> DagRun:
+        """Block until the run has finished and return it (``results``: with the steps'
+        results). Raises ``TaskFlowTimeoutError`` when ``timeout`` seconds pass first."""
+        run = self._wait(self._dag_watch(run_id), timeout)
+        return self.get_dag(run_id, results=True) if results else run
+
+    def cancel_dag(self, run_id: str) -> DagRun:
+        """Cancel the run: steps not started never run, running ones are stopped."""
+        return self._run(self._cancel_dag_call(run_id))
+
+    def retry_dag(self, run_id: str) -> DagRun:
+        """Run a failed or cancelled run again from the steps that did not succeed."""
+        return self._run(self._retry_dag_call(run_id))
+
+    def list_dags(
+        self,
+        states: Iterable[DagRunState | str] | None = None,
+        *,
+        namespace: str | None = None,
+        limit: int | None = 100,
+    ) -> list[DagRun]:
+        """Runs of the namespace, newest first, with step counts but without their steps."""
+        return self._follow(self._list_dags_plan(states, namespace, limit))

@@ -80,7 +80,7 @@ def _timestamp(value: datetime, field: str) -> Timestamp:
     return ts
 
 
-def _datetime(msg: Any, name: str) -> datetime | None:
+def timestamp_of(msg: Any, name: str) -> datetime | None:
     if not msg.HasField(name):
         return None
     ts: Timestamp = getattr(msg, name)
@@ -166,12 +166,12 @@ def _state(value: str) -> TaskState:
         ) from None
 
 
-def _attempt_from_proto(msg: pb.Attempt) -> Attempt:
+def attempt_from_proto(msg: pb.Attempt) -> Attempt:
     return Attempt(
         number=msg.number,
         worker=msg.worker,
-        started_at=_datetime(msg, "started_at"),
-        finished_at=_datetime(msg, "finished_at"),
+        started_at=timestamp_of(msg, "started_at"),
+        finished_at=timestamp_of(msg, "finished_at"),
         outcome=msg.outcome,
         error=_optional(msg.error),
     )
@@ -195,14 +195,14 @@ def task_from_proto(msg: pb.Task) -> Task:
         timeout=msg.timeout_seconds or None,
         idempotency_key=_optional(msg.idempotency_key),
         concurrency_key=_optional(msg.concurrency_key),
-        created_at=_datetime(msg, "created_at"),
-        run_at=_datetime(msg, "run_at"),
-        started_at=_datetime(msg, "started_at"),
-        finished_at=_datetime(msg, "finished_at"),
-        updated_at=_datetime(msg, "updated_at"),
+        created_at=timestamp_of(msg, "created_at"),
+        run_at=timestamp_of(msg, "run_at"),
+        started_at=timestamp_of(msg, "started_at"),
+        finished_at=timestamp_of(msg, "finished_at"),
+        updated_at=timestamp_of(msg, "updated_at"),
         progress=msg.progress,
         progress_message=_optional(msg.progress_message),
-        attempt_history=tuple(_attempt_from_proto(a) for a in msg.attempt_history),
+        attempt_history=tuple(attempt_from_proto(a) for a in msg.attempt_history),
         labels=dict(msg.labels),
     )
 
@@ -318,14 +318,14 @@ def schedule_from_proto(msg: pb.Schedule) -> Schedule:
         ),
         owner=_optional(spec.owner),
         id=msg.id,
-        next_fire_time=_datetime(msg, "next_fire_time"),
-        last_fire_time=_datetime(msg, "last_fire_time"),
+        next_fire_time=timestamp_of(msg, "next_fire_time"),
+        last_fire_time=timestamp_of(msg, "last_fire_time"),
         last_task_id=_optional(msg.last_task_id),
         fire_count=msg.fire_count,
         skip_count=msg.skip_count,
-        last_skip_time=_datetime(msg, "last_skip_time"),
+        last_skip_time=timestamp_of(msg, "last_skip_time"),
         last_skip_reason=_optional(msg.last_skip_reason),
-        last_fired_at=_datetime(msg, "last_fired_at"),
-        created_at=_datetime(msg, "created_at"),
-        updated_at=_datetime(msg, "updated_at"),
+        last_fired_at=timestamp_of(msg, "last_fired_at"),
+        created_at=timestamp_of(msg, "created_at"),
+        updated_at=timestamp_of(msg, "updated_at"),
     )

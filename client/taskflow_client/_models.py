@@ -24,6 +24,8 @@ __all__ = [
 class TaskState(enum.StrEnum):
     """The states of a task; members compare equal to the plain strings."""
 
+    WAITING = "waiting"
+    """a DAG step whose parents have not all succeeded yet"""
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     RUNNING = "running"

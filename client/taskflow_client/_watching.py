@@ -1,4 +1,5 @@
-"""The decisions of a task watch shared by both clients: time left, and what follows a drop."""
+"""The decisions of a watch (of a task or a DAG run) shared by both clients: time left, and
+what follows a drop."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ __all__ = ["WatchPlan"]
 
 
 class WatchPlan:
-    """The deadline and reconnect budget of one watch of one task.
+    """The deadline and reconnect budget of one watch (``what``: "task ID", "DAG run ID").
 
     A dropped stream is reopened while the server is unavailable, for as long as the retry
     budget allows counting from the last snapshot received (each snapshot proves the server
     is back), and never past the watch's own ``timeout``.
     """
 
-    def __init__(self, task_id: str, timeout: float | None, rules: RetryRules) -> None:
-        self.task_id = task_id
+    def __init__(self, what: str, timeout: float | None, rules: RetryRules) -> None:
+        self.what = what
         self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.rules = rules
@@ -31,7 +32,7 @@ class WatchPlan:
         return self.rules.start(RETRY_WRITE, None)
 
     def _timed_out(self) -> TaskFlowTimeoutError:
-        return TaskFlowTimeoutError(f"task {self.task_id} did not finish within {self.timeout}s")
+        return TaskFlowTimeoutError(f"{self.what} did not finish within {self.timeout}s")
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (``None``: no deadline); raises once it passed."""
@@ -56,7 +57,7 @@ class WatchPlan:
         pause = self._outage.next_pause(code)
         if pause is None:
             if error is None:
-                raise UnavailableError(f"the watch of task {self.task_id} kept ending early")
+                raise UnavailableError(f"the watch of {self.what} kept ending early")
             raise self._outage.gave_up(error) from error
         if self.deadline is not None:
             pause = max(0.0, min(pause, self.deadline - time.monotonic()))

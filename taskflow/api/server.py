@@ -12,6 +12,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from taskflow.api.auth import TokenAuthInterceptor
+from taskflow.api.dags import run_version
 from taskflow.api.health import ReadinessMonitor
 from taskflow.api.http import bind, build_app
 from taskflow.api.metrics import ApiMetrics, MetricsInterceptor
@@ -19,6 +20,9 @@ from taskflow.api.servicer import TaskServiceServicer
 from taskflow.api.watch import WatchHub
 from taskflow.config import Settings
 from taskflow.engine import Engine
+from taskflow.models import TaskRecord
+from taskflow.store.dags import DagRunRecord
+from taskflow.workflows.service import DagService
 from taskflow_client.v1 import tasks_pb2 as pb
 from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
 
@@ -54,7 +58,9 @@ class ApiServer:
         self.grpc_addr = grpc_addr
         self.http_addr = http_addr
         self.metrics = ApiMetrics(lambda: engine.list_queues(None))
-        self.hub = WatchHub(engine.store.get_many)
+        self.hub: WatchHub[TaskRecord] = WatchHub(engine.store.get_many)
+        self.dags = DagService(engine)
+        self.run_hub: WatchHub[DagRunRecord] = WatchHub(self.dags.get_many, version=run_version)
         self.health = health_aio.HealthServicer()
         self.readiness = ReadinessMonitor(
             engine.check_ready, self.health, interval=readiness_interval
@@ -90,7 +96,13 @@ class ApiServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        servicer = TaskServiceServicer(self.engine, self.hub, on_submit=self.metrics.on_submit)
+        servicer = TaskServiceServicer(
+            self.engine,
+            self.hub,
+            on_submit=self.metrics.on_submit,
+            dags=self.dags,
+            run_hub=self.run_hub,
+        )
         pb_grpc.add_TaskServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -113,6 +125,7 @@ class ApiServer:
     async def _start(self) -> None:
         await self.readiness.start()
         self.hub.start()
+        self.run_hub.start()
         server = self._build_grpc()
         port = server.add_insecure_port(self.grpc_addr)
         if port == 0:
@@ -133,6 +146,7 @@ class ApiServer:
         """Report NOT_SERVING, end open watches, let running calls finish for ``grace``."""
         await self.readiness.stop()
         await self.hub.close()
+        await self.run_hub.close()
         if self._grpc is not None:
             await self._grpc.stop(grace)
             self._grpc = None

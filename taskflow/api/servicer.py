@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from taskflow.api.convert import stats_to_proto, submission_from_spec, task_to_proto
+from taskflow.api.dags import dag_from_proto, run_to_proto
 from taskflow.api.schedules import schedule_from_proto, schedule_to_proto
 from taskflow.api.status import streaming, unary
 from taskflow.api.types import Context
@@ -14,6 +15,8 @@ from taskflow.errors import InvalidArgument
 from taskflow.keys import QueueRef
 from taskflow.models import SubmitResult, TaskRecord, TaskSubmission, utcnow
 from taskflow.scheduling.service import ScheduleService
+from taskflow.store.dags import DagRunRecord
+from taskflow.workflows.service import DagService
 from taskflow_client.v1 import tasks_pb2 as pb
 from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
 
@@ -38,11 +41,22 @@ def _page(tasks: Sequence[TaskRecord], token: str | None) -> pb.ListTasksRespons
 
 
 class TaskServiceServicer(pb_grpc.TaskServiceServicer):
-    def __init__(self, engine: Engine, hub: WatchHub, on_submit: SubmitHook | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        hub: WatchHub[TaskRecord],
+        *,
+        dags: DagService,
+        run_hub: WatchHub[DagRunRecord],
+        on_submit: SubmitHook | None = None,
+    ) -> None:
+        """``hub`` and ``run_hub`` are the (started) watch hubs of tasks and of DAG runs."""
         self._engine = engine
         self._hub = hub
         self._on_submit = on_submit
         self._schedules = ScheduleService(engine)
+        self._dags = dags
+        self._run_hub = run_hub
 
     async def _submit(self, specs: Sequence[TaskSubmission]) -> list[SubmitResult]:
         results = await self._engine.submit(specs)
@@ -194,3 +208,54 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
             request.namespace, request.name, request.suspend
         )
         return schedule_to_proto(record, utcnow())
+
+    # -- DAG runs -----------------------------------------------------------------------------
+
+    @unary
+    async def SubmitDag(
+        self, request: pb.SubmitDagRequest, context: Context
+    ) -> pb.SubmitDagResponse:
+        run_id, created = await self._dags.submit(dag_from_proto(request.dag))
+        return pb.SubmitDagResponse(run_id=run_id, created=created)
+
+    @unary
+    async def GetDagRun(self, request: pb.GetDagRunRequest, context: Context) -> pb.DagRun:
+        run = await self._dags.get(request.run_id)
+        limit = self._engine.settings.max_page_bytes if request.include_results else None
+        return run_to_proto(run, with_attempts=True, results_limit=limit)
+
+    @streaming
+    async def WatchDagRun(
+        self, request: pb.WatchDagRunRequest, context: Context
+    ) -> AsyncIterator[pb.DagRun]:
+        run = await self._dags.get(request.run_id)
+        yield run_to_proto(run)
+        if run.done:
+            return
+        async with self._run_hub.subscribe(run) as watcher:
+            while not run.done:
+                run = await watcher.next()
+                yield run_to_proto(run)
+
+    @unary
+    async def CancelDagRun(self, request: pb.CancelDagRunRequest, context: Context) -> pb.DagRun:
+        return run_to_proto(await self._dags.cancel(request.run_id))
+
+    @unary
+    async def RetryDagRun(self, request: pb.RetryDagRunRequest, context: Context) -> pb.DagRun:
+        return run_to_proto(await self._dags.retry(request.run_id))
+
+    @unary
+    async def ListDagRuns(
+        self, request: pb.ListDagRunsRequest, context: Context
+    ) -> pb.ListDagRunsResponse:
+        runs, counts, token = await self._dags.list(
+            namespace=request.namespace or "default",
+            states=list(request.states),
+            page_size=request.page_size,
+            page_token=request.page_token or None,
+        )
+        return pb.ListDagRunsResponse(
+            runs=[run_to_proto(r, counts=counts.get(r.id, {}), with_steps=False) for r in runs],
+            next_page_token=token or "",
+        )

@@ -1,4 +1,5 @@
-"""Task watches shared by one poller: one PostgreSQL query per tick for every watched task.
+"""Watches shared by one poller: one PostgreSQL query per tick for every watched record (tasks,
+or DAG runs with their steps: one hub per kind).
 
 A watcher registers the snapshot it has already sent; the hub's single loop reads all watched
 tasks at once and wakes only the watchers whose task changed since their snapshot. With no
@@ -10,31 +11,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from datetime import datetime
+from typing import Generic, Protocol, TypeVar
 
 from taskflow.errors import NotFound, Unavailable
 from taskflow.models import TaskRecord, TaskState, utcnow
 
 log = logging.getLogger("taskflow.api.watch")
 
-FetchMany = Callable[[Sequence[str]], Awaitable[list[TaskRecord]]]
+
+class Watchable(Protocol):
+    """A record a hub can watch: tasks and DAG runs."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def done(self) -> bool: ...
+
+
+R = TypeVar("R", bound=Watchable)
+FetchMany = Callable[[Sequence[str]], Awaitable[Sequence[R]]]
+Version = Callable[[R, datetime], Hashable]
 
 #: Ids per query; a tick with more watched tasks runs several queries.
 CHUNK = 5000
 
 
-def _version(task: TaskRecord, now: datetime) -> tuple[datetime, TaskState]:
+def task_version(task: TaskRecord, now: datetime) -> tuple[datetime, TaskState]:
     return task.updated_at, task.visible_state(now)
 
 
-class Watcher:
+class Watcher(Generic[R]):
     """One client's view: the last snapshot it saw and whether a newer one is waiting."""
 
-    def __init__(self, task: TaskRecord) -> None:
-        self.task_id = task.id
-        self.version = _version(task, utcnow())
-        self._latest: TaskRecord | None = None
+    def __init__(self, record: R, version: Version[R]) -> None:
+        self.task_id = record.id
+        self._version_of = version
+        self.version = version(record, utcnow())
+        self._latest: R | None = None
         self._error: Exception | None = None
         self._changed = asyncio.Event()
 
@@ -43,8 +59,8 @@ class Watcher:
         """True when a newer snapshot (or an error) waits to be taken by ``next``."""
         return self._changed.is_set()
 
-    def offer(self, task: TaskRecord, now: datetime) -> None:
-        version = _version(task, now)
+    def offer(self, task: R, now: datetime) -> None:
+        version = self._version_of(task, now)
         if version != self.version:
             self.version = version
             self._latest = task
@@ -54,7 +70,7 @@ class Watcher:
         self._error = error
         self._changed.set()
 
-    async def next(self) -> TaskRecord:
+    async def next(self) -> R:
         """The next changed snapshot (only the newest when several changes came in between)."""
         await self._changed.wait()
         self._changed.clear()
@@ -65,22 +81,24 @@ class Watcher:
         return task
 
 
-class WatchHub:
+class WatchHub(Generic[R]):
     """Polls PostgreSQL for every watched task in one loop per server."""
 
     def __init__(
         self,
-        fetch_many: FetchMany,
+        fetch_many: FetchMany[R],
         *,
+        version: Version[R] = task_version,  # type: ignore[assignment]
         min_interval: float = 0.05,
         max_interval: float = 0.1,
         unavailable_after: float = 5.0,
     ) -> None:
         self._fetch_many = fetch_many
+        self._version = version
         self._min_interval = min_interval
         self._max_interval = max_interval
         self._unavailable_after = unavailable_after
-        self._watchers: dict[str, set[Watcher]] = {}
+        self._watchers: dict[str, set[Watcher[R]]] = {}
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -105,11 +123,11 @@ class WatchHub:
         self._fail_all(Unavailable("the server is shutting down; watch again"))
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, task: TaskRecord) -> AsyncIterator[Watcher]:
+    async def subscribe(self, task: R) -> AsyncIterator[Watcher[R]]:
         """Watch ``task`` for changes after the given snapshot; unsubscribes on exit."""
         if self._closed:
             raise Unavailable("the server is shutting down; watch again")
-        watcher = Watcher(task)
+        watcher = Watcher(task, self._version)
         self._watchers.setdefault(task.id, set()).add(watcher)
         self._arrived.set()
         try:
@@ -147,7 +165,7 @@ class WatchHub:
     async def _poll(self) -> bool:
         """Read every watched task once; wake the watchers of those that changed."""
         ids = list(self._watchers)
-        found: dict[str, TaskRecord] = {}
+        found: dict[str, R] = {}
         for start in range(0, len(ids), CHUNK):
             found.update((t.id, t) for t in await self._fetch_many(ids[start : start + CHUNK]))
         now = utcnow()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from taskflow.cli.dags import run_dag_command
 from taskflow.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, CommandError, UsageError
 from taskflow.cli.output import (
     next_fire_text,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from taskflow.scheduling import ScheduleSpec
     from taskflow_client import Client, Task, TaskRequest
 
-CLIENT_COMMANDS = ("submit", "status", "cancel", "queues", "schedules", "bench")
+CLIENT_COMMANDS = ("submit", "status", "cancel", "queues", "schedules", "dag", "bench")
 #: Seconds a command keeps retrying while the API is unavailable: enough for a restart of the
 #: API, short enough that a server that is not running at all is reported at once.
 CLI_RETRY_BUDGET = 3.0
@@ -69,6 +70,7 @@ def run_client_command(args: argparse.Namespace) -> int:
         "cancel": _cancel,
         "queues": _queues,
         "schedules": _schedules,
+        "dag": run_dag_command,
         "bench": _bench,
     }
     try:

@@ -24,10 +24,11 @@ def print_queues(stats: Sequence[QueueStats], *, as_json: bool, where: str) -> N
     columns = ["namespace", "queue", "ready", "scheduled", "running", "succeeded", "failed"]
     columns.append("cancelled")
     rows = [[str(getattr(s, c)) for c in columns] for s in stats]
-    _table([c.upper() for c in columns], rows)
+    table([c.upper() for c in columns], rows)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Rows under a header, in columns as wide as their widest cell."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -144,7 +145,7 @@ def print_schedules(
         ]
         for s in schedules
     ]
-    _table(header, rows)
+    table(header, rows)
 
 
 def next_fire_text(schedule: Schedule, now: datetime) -> str:

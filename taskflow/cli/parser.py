@@ -212,6 +212,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-namespaces", "-A", action="store_true", help="list every namespace")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = add(
+        "dag",
+        "DAG runs: submit FILE [--wait] | status ID | cancel ID | retry ID [--wait] | list",
+        client,
+        namespace,
+    )
+    p.add_argument(
+        "action", metavar="ACTION", choices=["submit", "status", "cancel", "retry", "list"]
+    )
+    p.add_argument("target", metavar="FILE|ID", nargs="?", help="the DAG file, or a run id")
+    p.add_argument("--queue", type=_name, default=None, help="default queue of the steps")
+    p.add_argument("--idempotency-key", type=_name, default=None)
+    p.add_argument("--wait", action="store_true", help="follow the run until it finishes")
+    p.add_argument("--wait-timeout", type=_seconds(positive=True), default=None, help="seconds")
+    p.add_argument("--limit", type=_int_at_least(1), default=50, help="runs listed (50)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = add("bench", "submit no-op tasks and measure submit and drain rates", client, namespace)
     p.add_argument("--count", type=_int_at_least(1), default=10_000, help="(10000)")
     p.add_argument("--batch", type=_int_at_least(1), default=500, help="(500)")

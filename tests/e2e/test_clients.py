@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,55 @@ async def test_cancel_through_the_client(stack: str) -> None:
         await client.cancel(task_id)
         task = await client.wait(task_id, timeout=30)
     assert task.state == TaskState.CANCELLED
+
+
+async def test_python_client_runs_a_dag_built_from_chain_and_group(stack: str) -> None:
+    from taskflow_client import Step, chain, group
+
+    flow = chain(
+        Step("one", "sum_parents", 1),
+        group(Step("two", "sum_parents", 2), Step("three", "sum_parents", 3)),
+    ).then(Step("total", "sum_parents", 0))
+    async with AsyncClient(stack) as client:
+        run_id = await client.submit_dag(flow, queue="default")
+        run = await client.wait_dag(run_id, timeout=60, results=True)
+        assert run.state == "succeeded"
+        assert run.steps == dict.fromkeys(["one", "two", "three", "total"], "succeeded")
+        assert run.result("total") == (1 + 2) + (1 + 3)
+        assert run.step_info["total"].depends_on == ("two", "three")
+        snapshots = [r.state async for r in client.watch_dag(run_id)]
+        assert snapshots == ["succeeded"]
+        listed = await client.list_dags()
+        assert [r.id for r in listed] == [run_id] and listed[0].step_counts == {"succeeded": 4}
+        with pytest.raises(InvalidArgumentError) as info:
+            await client.submit_dag(
+                [Step("a", "noop", depends_on=["b"]), Step("b", "noop", depends_on=["a"])],
+                queue="default",
+            )
+        assert "cycle" in str(info.value)
+
+
+async def test_sync_client_cancels_a_dag(stack: str) -> None:
+    await asyncio.to_thread(_cancel_a_dag, stack)
+
+
+def _cancel_a_dag(stack: str) -> None:
+    from taskflow_client import Client, Step
+
+    with Client(stack) as client:
+        run_id = client.submit_dag(
+            [Step("slow", "sleep", {"seconds": 30}), Step("after", "noop", depends_on=["slow"])],
+            queue="default",
+            failure_policy="continue",
+        )
+        deadline = time.monotonic() + 30
+        while client.get_dag(run_id).steps["slow"] != "running":
+            assert time.monotonic() < deadline, "the first step never started"
+            time.sleep(0.05)
+        cancelled = client.cancel_dag(run_id)
+        assert (cancelled.state, cancelled.steps) == (
+            "cancelled",
+            {"slow": "cancelled", "after": "skipped"},
+        )
+        with pytest.raises(InvalidArgumentError):
+            client.retry_dag("not-a-run")

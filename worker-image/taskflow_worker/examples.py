@@ -4,6 +4,7 @@
 taskflow submit default add --payload '{"a": 2, "b": 3}' --wait
 taskflow submit default send_email --payload '{"to": "ada@example.com"}' --wait
 taskflow submit default flaky --payload '{"probability": 0.7}' --max-retries 5 --wait
+taskflow dag submit examples/dags/diamond.yaml --wait
 ```
 """
 
@@ -135,3 +136,25 @@ async def generate_report(ctx: TaskContext, payload: Any) -> dict[str, Any]:
         ctx.progress((i + 1) / len(steps), step)
     name = str(data.get("name", "daily"))
     return {"report": f"reports/{name}-{ctx.task_id[:8]}.pdf", "rows": rows}
+
+
+@router.task("collect")
+async def collect(ctx: TaskContext, payload: Any) -> dict[str, Any]:
+    """A DAG step: returns its own payload and what its parents returned, by step name
+    (``sleep`` in the payload waits that many seconds first)."""
+    data = payload if isinstance(payload, dict) else {"value": payload}
+    seconds = data.get("sleep", 0)
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
+        await asyncio.sleep(float(seconds))
+    return {"step": ctx.step, "payload": payload, "parents": dict(ctx.parents)}
+
+
+@router.task("sum_parents")
+async def sum_parents(ctx: TaskContext, payload: Any) -> float | int:
+    """A DAG step: ``payload`` (a number, default 0) plus its parents' numeric results."""
+    total = payload if isinstance(payload, int | float) and not isinstance(payload, bool) else 0
+    for step, result in ctx.parents.items():
+        if isinstance(result, bool) or not isinstance(result, int | float):
+            raise PermanentError(f"parent {step!r} returned {result!r}, not a number")
+        total += result
+    return total

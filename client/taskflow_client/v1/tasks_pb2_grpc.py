@@ -109,6 +109,36 @@ class TaskServiceStub:
                 request_serializer=taskflow_dot_v1_dot_tasks__pb2.SetScheduleSuspendedRequest.SerializeToString,
                 response_deserializer=taskflow_dot_v1_dot_tasks__pb2.Schedule.FromString,
                 _registered_method=True)
+        self.SubmitDag = channel.unary_unary(
+                '/taskflow.v1.TaskService/SubmitDag',
+                request_serializer=taskflow_dot_v1_dot_tasks__pb2.SubmitDagRequest.SerializeToString,
+                response_deserializer=taskflow_dot_v1_dot_tasks__pb2.SubmitDagResponse.FromString,
+                _registered_method=True)
+        self.GetDagRun = channel.unary_unary(
+                '/taskflow.v1.TaskService/GetDagRun',
+                request_serializer=taskflow_dot_v1_dot_tasks__pb2.GetDagRunRequest.SerializeToString,
+                response_deserializer=taskflow_dot_v1_dot_tasks__pb2.DagRun.FromString,
+                _registered_method=True)
+        self.WatchDagRun = channel.unary_stream(
+                '/taskflow.v1.TaskService/WatchDagRun',
+                request_serializer=taskflow_dot_v1_dot_tasks__pb2.WatchDagRunRequest.SerializeToString,
+                response_deserializer=taskflow_dot_v1_dot_tasks__pb2.DagRun.FromString,
+                _registered_method=True)
+        self.CancelDagRun = channel.unary_unary(
+                '/taskflow.v1.TaskService/CancelDagRun',
+                request_serializer=taskflow_dot_v1_dot_tasks__pb2.CancelDagRunRequest.SerializeToString,
+                response_deserializer=taskflow_dot_v1_dot_tasks__pb2.DagRun.FromString,
+                _registered_method=True)
+        self.RetryDagRun = channel.unary_unary(
+                '/taskflow.v1.TaskService/RetryDagRun',
+                request_serializer=taskflow_dot_v1_dot_tasks__pb2.RetryDagRunRequest.SerializeToString,
+                response_deserializer=taskflow_dot_v1_dot_tasks__pb2.DagRun.FromString,
+                _registered_method=True)
+        self.ListDagRuns = channel.unary_unary(
+                '/taskflow.v1.TaskService/ListDagRuns',
+                request_serializer=taskflow_dot_v1_dot_tasks__pb2.ListDagRunsRequest.SerializeToString,
+                response_deserializer=taskflow_dot_v1_dot_tasks__pb2.ListDagRunsResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -216,6 +246,52 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitDag(self, request, context):
+        """DAG runs: named steps with depends_on. The whole run is checked before anything is stored
+        (INVALID_ARGUMENT names the problem: an unknown or self dependency, a duplicate name, a
+        cycle and its steps, no steps, too many). A step runs exactly once, when all its parents
+        have succeeded, and its handler sees their results by step name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDagRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchDagRun(self, request, context):
+        """Streams the run as it is, then each change (of the run or of one of its steps), and ends
+        once the run is finished.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelDagRun(self, request, context):
+        """Steps not started never run; running ones are stopped. A finished run is returned as is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryDagRun(self, request, context):
+        """Runs a failed or cancelled run again from its steps that did not succeed; succeeded steps
+        keep their results. FAILED_PRECONDITION-like errors are INVALID_ARGUMENT naming run_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDagRuns(self, request, context):
+        """Runs of a namespace, newest first, with their step counts but not their steps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -293,6 +369,36 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.SetScheduleSuspended,
                     request_deserializer=taskflow_dot_v1_dot_tasks__pb2.SetScheduleSuspendedRequest.FromString,
                     response_serializer=taskflow_dot_v1_dot_tasks__pb2.Schedule.SerializeToString,
+            ),
+            'SubmitDag': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitDag,
+                    request_deserializer=taskflow_dot_v1_dot_tasks__pb2.SubmitDagRequest.FromString,
+                    response_serializer=taskflow_dot_v1_dot_tasks__pb2.SubmitDagResponse.SerializeToString,
+            ),
+            'GetDagRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDagRun,
+                    request_deserializer=taskflow_dot_v1_dot_tasks__pb2.GetDagRunRequest.FromString,
+                    response_serializer=taskflow_dot_v1_dot_tasks__pb2.DagRun.SerializeToString,
+            ),
+            'WatchDagRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchDagRun,
+                    request_deserializer=taskflow_dot_v1_dot_tasks__pb2.WatchDagRunRequest.FromString,
+                    response_serializer=taskflow_dot_v1_dot_tasks__pb2.DagRun.SerializeToString,
+            ),
+            'CancelDagRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelDagRun,
+                    request_deserializer=taskflow_dot_v1_dot_tasks__pb2.CancelDagRunRequest.FromString,
+                    response_serializer=taskflow_dot_v1_dot_tasks__pb2.DagRun.SerializeToString,
+            ),
+            'RetryDagRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDagRun,
+                    request_deserializer=taskflow_dot_v1_dot_tasks__pb2.RetryDagRunRequest.FromString,
+                    response_serializer=taskflow_dot_v1_dot_tasks__pb2.DagRun.SerializeToString,
+            ),
+            'ListDagRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDagRuns,
+                    request_deserializer=taskflow_dot_v1_dot_tasks__pb2.ListDagRunsRequest.FromString,
+                    response_serializer=taskflow_dot_v1_dot_tasks__pb2.ListDagRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -700,6 +806,168 @@ class TaskService:
             '/taskflow.v1.TaskService/SetScheduleSuspended',
             taskflow_dot_v1_dot_tasks__pb2.SetScheduleSuspendedRequest.SerializeToString,
             taskflow_dot_v1_dot_tasks__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitDag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskflow.v1.TaskService/SubmitDag',
+            taskflow_dot_v1_dot_tasks__pb2.SubmitDagRequest.SerializeToString,
+            taskflow_dot_v1_dot_tasks__pb2.SubmitDagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDagRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskflow.v1.TaskService/GetDagRun',
+            taskflow_dot_v1_dot_tasks__pb2.GetDagRunRequest.SerializeToString,
+            taskflow_dot_v1_dot_tasks__pb2.DagRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchDagRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/taskflow.v1.TaskService/WatchDagRun',
+            taskflow_dot_v1_dot_tasks__pb2.WatchDagRunRequest.SerializeToString,
+            taskflow_dot_v1_dot_tasks__pb2.DagRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelDagRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskflow.v1.TaskService/CancelDagRun',
+            taskflow_dot_v1_dot_tasks__pb2.CancelDagRunRequest.SerializeToString,
+            taskflow_dot_v1_dot_tasks__pb2.DagRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryDagRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskflow.v1.TaskService/RetryDagRun',
+            taskflow_dot_v1_dot_tasks__pb2.RetryDagRunRequest.SerializeToString,
+            taskflow_dot_v1_dot_tasks__pb2.DagRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDagRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/taskflow.v1.TaskService/ListDagRuns',
+            taskflow_dot_v1_dot_tasks__pb2.ListDagRunsRequest.SerializeToString,
+            taskflow_dot_v1_dot_tasks__pb2.ListDagRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

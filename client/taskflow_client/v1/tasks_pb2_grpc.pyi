@@ -69,6 +69,25 @@ class TaskServiceStub:
     """Suspend (no tick fires) or resume a schedule. A resumed schedule fires the latest tick it
     missed once, unless that tick is older than its starting_deadline_seconds.
     """
+    SubmitDag: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.SubmitDagRequest, _tasks_pb2.SubmitDagResponse]
+    """DAG runs: named steps with depends_on. The whole run is checked before anything is stored
+    (INVALID_ARGUMENT names the problem: an unknown or self dependency, a duplicate name, a
+    cycle and its steps, no steps, too many). A step runs exactly once, when all its parents
+    have succeeded, and its handler sees their results by step name.
+    """
+    GetDagRun: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.GetDagRunRequest, _tasks_pb2.DagRun]
+    WatchDagRun: _grpc.UnaryStreamMultiCallable[_tasks_pb2.WatchDagRunRequest, _tasks_pb2.DagRun]
+    """Streams the run as it is, then each change (of the run or of one of its steps), and ends
+    once the run is finished.
+    """
+    CancelDagRun: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.CancelDagRunRequest, _tasks_pb2.DagRun]
+    """Steps not started never run; running ones are stopped. A finished run is returned as is."""
+    RetryDagRun: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.RetryDagRunRequest, _tasks_pb2.DagRun]
+    """Runs a failed or cancelled run again from its steps that did not succeed; succeeded steps
+    keep their results. FAILED_PRECONDITION-like errors are INVALID_ARGUMENT naming run_id.
+    """
+    ListDagRuns: _grpc.UnaryUnaryMultiCallable[_tasks_pb2.ListDagRunsRequest, _tasks_pb2.ListDagRunsResponse]
+    """Runs of a namespace, newest first, with their step counts but not their steps."""
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -104,6 +123,25 @@ class TaskServiceAsyncStub(TaskServiceStub):
     """Suspend (no tick fires) or resume a schedule. A resumed schedule fires the latest tick it
     missed once, unless that tick is older than its starting_deadline_seconds.
     """
+    SubmitDag: _aio.UnaryUnaryMultiCallable[_tasks_pb2.SubmitDagRequest, _tasks_pb2.SubmitDagResponse]  # type: ignore[assignment]
+    """DAG runs: named steps with depends_on. The whole run is checked before anything is stored
+    (INVALID_ARGUMENT names the problem: an unknown or self dependency, a duplicate name, a
+    cycle and its steps, no steps, too many). A step runs exactly once, when all its parents
+    have succeeded, and its handler sees their results by step name.
+    """
+    GetDagRun: _aio.UnaryUnaryMultiCallable[_tasks_pb2.GetDagRunRequest, _tasks_pb2.DagRun]  # type: ignore[assignment]
+    WatchDagRun: _aio.UnaryStreamMultiCallable[_tasks_pb2.WatchDagRunRequest, _tasks_pb2.DagRun]  # type: ignore[assignment]
+    """Streams the run as it is, then each change (of the run or of one of its steps), and ends
+    once the run is finished.
+    """
+    CancelDagRun: _aio.UnaryUnaryMultiCallable[_tasks_pb2.CancelDagRunRequest, _tasks_pb2.DagRun]  # type: ignore[assignment]
+    """Steps not started never run; running ones are stopped. A finished run is returned as is."""
+    RetryDagRun: _aio.UnaryUnaryMultiCallable[_tasks_pb2.RetryDagRunRequest, _tasks_pb2.DagRun]  # type: ignore[assignment]
+    """Runs a failed or cancelled run again from its steps that did not succeed; succeeded steps
+    keep their results. FAILED_PRECONDITION-like errors are INVALID_ARGUMENT naming run_id.
+    """
+    ListDagRuns: _aio.UnaryUnaryMultiCallable[_tasks_pb2.ListDagRunsRequest, _tasks_pb2.ListDagRunsResponse]  # type: ignore[assignment]
+    """Runs of a namespace, newest first, with their step counts but not their steps."""
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -226,5 +264,60 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         """Suspend (no tick fires) or resume a schedule. A resumed schedule fires the latest tick it
         missed once, unless that tick is older than its starting_deadline_seconds.
         """
+
+    @_abc_1.abstractmethod
+    def SubmitDag(
+        self,
+        request: _tasks_pb2.SubmitDagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.SubmitDagResponse, _abc.Awaitable[_tasks_pb2.SubmitDagResponse]]:
+        """DAG runs: named steps with depends_on. The whole run is checked before anything is stored
+        (INVALID_ARGUMENT names the problem: an unknown or self dependency, a duplicate name, a
+        cycle and its steps, no steps, too many). A step runs exactly once, when all its parents
+        have succeeded, and its handler sees their results by step name.
+        """
+
+    @_abc_1.abstractmethod
+    def GetDagRun(
+        self,
+        request: _tasks_pb2.GetDagRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.DagRun, _abc.Awaitable[_tasks_pb2.DagRun]]: ...
+
+    @_abc_1.abstractmethod
+    def WatchDagRun(
+        self,
+        request: _tasks_pb2.WatchDagRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_tasks_pb2.DagRun], _abc.AsyncIterator[_tasks_pb2.DagRun]]:
+        """Streams the run as it is, then each change (of the run or of one of its steps), and ends
+        once the run is finished.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelDagRun(
+        self,
+        request: _tasks_pb2.CancelDagRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.DagRun, _abc.Awaitable[_tasks_pb2.DagRun]]:
+        """Steps not started never run; running ones are stopped. A finished run is returned as is."""
+
+    @_abc_1.abstractmethod
+    def RetryDagRun(
+        self,
+        request: _tasks_pb2.RetryDagRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.DagRun, _abc.Awaitable[_tasks_pb2.DagRun]]:
+        """Runs a failed or cancelled run again from its steps that did not succeed; succeeded steps
+        keep their results. FAILED_PRECONDITION-like errors are INVALID_ARGUMENT naming run_id.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDagRuns(
+        self,
+        request: _tasks_pb2.ListDagRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_tasks_pb2.ListDagRunsResponse, _abc.Awaitable[_tasks_pb2.ListDagRunsResponse]]:
+        """Runs of a namespace, newest first, with their step counts but not their steps."""
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2164,6 +2164,849 @@ func (x *SetScheduleSuspendedRequest) GetSuspend() bool {
 	return false
 }
 
+// One step of a DAG run.
+type DagStep struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`                            // required; unique in the run
+	DependsOn []string               `protobuf:"bytes,2,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"` // names of steps of the same run
+	// What the step runs: handler (required), payload_json, queue (default: the run's),
+	// priority, max_retries, timeout_seconds, retry, labels, concurrency_key/limit. A step's
+	// namespace is the run's; delay_seconds, run_at and idempotency_key are not for steps.
+	Task          *TaskSpec `protobuf:"bytes,3,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DagStep) Reset() {
+	*x = DagStep{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DagStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DagStep) ProtoMessage() {}
+
+func (x *DagStep) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DagStep.ProtoReflect.Descriptor instead.
+func (*DagStep) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DagStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DagStep) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+func (x *DagStep) GetTask() *TaskSpec {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+type DagSpec struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"` // default "default"
+	Queue     string                 `protobuf:"bytes,2,opt,name=queue,proto3" json:"queue,omitempty"`         // required: the queue of steps that name none
+	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`           // optional, for people
+	// "fail_fast" (default): a step that fails after its retries cancels every step not yet
+	// started and the run fails. "continue": branches whose parents succeeded run to the end;
+	// the steps below a failed one are skipped and the run ends failed.
+	FailurePolicy  string            `protobuf:"bytes,4,opt,name=failure_policy,json=failurePolicy,proto3" json:"failure_policy,omitempty"`
+	IdempotencyKey string            `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"` // a resubmission returns the existing run, created = false
+	Labels         map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Steps          []*DagStep        `protobuf:"bytes,7,rep,name=steps,proto3" json:"steps,omitempty"` // at least one, at most 10,000
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DagSpec) Reset() {
+	*x = DagSpec{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DagSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DagSpec) ProtoMessage() {}
+
+func (x *DagSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DagSpec.ProtoReflect.Descriptor instead.
+func (*DagSpec) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DagSpec) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *DagSpec) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *DagSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DagSpec) GetFailurePolicy() string {
+	if x != nil {
+		return x.FailurePolicy
+	}
+	return ""
+}
+
+func (x *DagSpec) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *DagSpec) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *DagSpec) GetSteps() []*DagStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+type SubmitDagRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dag           *DagSpec               `protobuf:"bytes,1,opt,name=dag,proto3" json:"dag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitDagRequest) Reset() {
+	*x = SubmitDagRequest{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitDagRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitDagRequest) ProtoMessage() {}
+
+func (x *SubmitDagRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitDagRequest.ProtoReflect.Descriptor instead.
+func (*SubmitDagRequest) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *SubmitDagRequest) GetDag() *DagSpec {
+	if x != nil {
+		return x.Dag
+	}
+	return nil
+}
+
+type SubmitDagResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitDagResponse) Reset() {
+	*x = SubmitDagResponse{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitDagResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitDagResponse) ProtoMessage() {}
+
+func (x *SubmitDagResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitDagResponse.ProtoReflect.Descriptor instead.
+func (*SubmitDagResponse) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SubmitDagResponse) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *SubmitDagResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+type DagRunStep struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	DependsOn []string               `protobuf:"bytes,2,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// waiting (for its parents) scheduled queued running retrying succeeded failed cancelled,
+	// or skipped (it never ran: a parent did not succeed, or the run failed fast).
+	State          string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	TaskId         string                 `protobuf:"bytes,4,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"` // the step's task: GetTask/WatchTask work on it too
+	Queue          string                 `protobuf:"bytes,5,opt,name=queue,proto3" json:"queue,omitempty"`
+	Handler        string                 `protobuf:"bytes,6,opt,name=handler,proto3" json:"handler,omitempty"`
+	Attempts       int32                  `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Error          string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	ResultJson     string                 `protobuf:"bytes,9,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"` // only when asked for (include_results)
+	StartedAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	AttemptHistory []*Attempt             `protobuf:"bytes,12,rep,name=attempt_history,json=attemptHistory,proto3" json:"attempt_history,omitempty"` // GetDagRun only
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DagRunStep) Reset() {
+	*x = DagRunStep{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DagRunStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DagRunStep) ProtoMessage() {}
+
+func (x *DagRunStep) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DagRunStep.ProtoReflect.Descriptor instead.
+func (*DagRunStep) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DagRunStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DagRunStep) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+func (x *DagRunStep) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *DagRunStep) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *DagRunStep) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *DagRunStep) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *DagRunStep) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *DagRunStep) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *DagRunStep) GetResultJson() string {
+	if x != nil {
+		return x.ResultJson
+	}
+	return ""
+}
+
+func (x *DagRunStep) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *DagRunStep) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *DagRunStep) GetAttemptHistory() []*Attempt {
+	if x != nil {
+		return x.AttemptHistory
+	}
+	return nil
+}
+
+type DagRun struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Queue         string                 `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"`
+	FailurePolicy string                 `protobuf:"bytes,5,opt,name=failure_policy,json=failurePolicy,proto3" json:"failure_policy,omitempty"`
+	State         string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"` // running succeeded failed cancelled
+	Labels        map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	StepsTotal    int32                  `protobuf:"varint,11,opt,name=steps_total,json=stepsTotal,proto3" json:"steps_total,omitempty"`
+	StepCounts    map[string]int64       `protobuf:"bytes,12,rep,name=step_counts,json=stepCounts,proto3" json:"step_counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // step state -> how many steps are in it
+	Steps         []*DagRunStep          `protobuf:"bytes,13,rep,name=steps,proto3" json:"steps,omitempty"`                                                                                                        // empty in listings
+	// True when results were asked for but left out to keep the message bounded (read them
+	// with GetTask on each step's task_id).
+	ResultsOmitted bool `protobuf:"varint,14,opt,name=results_omitted,json=resultsOmitted,proto3" json:"results_omitted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DagRun) Reset() {
+	*x = DagRun{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DagRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DagRun) ProtoMessage() {}
+
+func (x *DagRun) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DagRun.ProtoReflect.Descriptor instead.
+func (*DagRun) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *DagRun) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DagRun) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *DagRun) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DagRun) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *DagRun) GetFailurePolicy() string {
+	if x != nil {
+		return x.FailurePolicy
+	}
+	return ""
+}
+
+func (x *DagRun) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *DagRun) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *DagRun) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *DagRun) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *DagRun) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *DagRun) GetStepsTotal() int32 {
+	if x != nil {
+		return x.StepsTotal
+	}
+	return 0
+}
+
+func (x *DagRun) GetStepCounts() map[string]int64 {
+	if x != nil {
+		return x.StepCounts
+	}
+	return nil
+}
+
+func (x *DagRun) GetSteps() []*DagRunStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *DagRun) GetResultsOmitted() bool {
+	if x != nil {
+		return x.ResultsOmitted
+	}
+	return false
+}
+
+type GetDagRunRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	RunId          string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	IncludeResults bool                   `protobuf:"varint,2,opt,name=include_results,json=includeResults,proto3" json:"include_results,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetDagRunRequest) Reset() {
+	*x = GetDagRunRequest{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDagRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDagRunRequest) ProtoMessage() {}
+
+func (x *GetDagRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDagRunRequest.ProtoReflect.Descriptor instead.
+func (*GetDagRunRequest) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetDagRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *GetDagRunRequest) GetIncludeResults() bool {
+	if x != nil {
+		return x.IncludeResults
+	}
+	return false
+}
+
+type WatchDagRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchDagRunRequest) Reset() {
+	*x = WatchDagRunRequest{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchDagRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchDagRunRequest) ProtoMessage() {}
+
+func (x *WatchDagRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchDagRunRequest.ProtoReflect.Descriptor instead.
+func (*WatchDagRunRequest) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *WatchDagRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type CancelDagRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelDagRunRequest) Reset() {
+	*x = CancelDagRunRequest{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelDagRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelDagRunRequest) ProtoMessage() {}
+
+func (x *CancelDagRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelDagRunRequest.ProtoReflect.Descriptor instead.
+func (*CancelDagRunRequest) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *CancelDagRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type RetryDagRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryDagRunRequest) Reset() {
+	*x = RetryDagRunRequest{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryDagRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryDagRunRequest) ProtoMessage() {}
+
+func (x *RetryDagRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryDagRunRequest.ProtoReflect.Descriptor instead.
+func (*RetryDagRunRequest) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RetryDagRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type ListDagRunsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	States        []string               `protobuf:"bytes,2,rep,name=states,proto3" json:"states,omitempty"`                      // running succeeded failed cancelled
+	PageSize      int32                  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"` // default 100, max 1000
+	PageToken     string                 `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDagRunsRequest) Reset() {
+	*x = ListDagRunsRequest{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDagRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDagRunsRequest) ProtoMessage() {}
+
+func (x *ListDagRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDagRunsRequest.ProtoReflect.Descriptor instead.
+func (*ListDagRunsRequest) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListDagRunsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ListDagRunsRequest) GetStates() []string {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *ListDagRunsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDagRunsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListDagRunsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runs          []*DagRun              `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDagRunsResponse) Reset() {
+	*x = ListDagRunsResponse{}
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDagRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDagRunsResponse) ProtoMessage() {}
+
+func (x *ListDagRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_taskflow_v1_tasks_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDagRunsResponse.ProtoReflect.Descriptor instead.
+func (*ListDagRunsResponse) Descriptor() ([]byte, []int) {
+	return file_taskflow_v1_tasks_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListDagRunsResponse) GetRuns() []*DagRun {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+func (x *ListDagRunsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_taskflow_v1_tasks_proto protoreflect.FileDescriptor
 
 const file_taskflow_v1_tasks_proto_rawDesc = "" +
@@ -2354,7 +3197,92 @@ const file_taskflow_v1_tasks_proto_rawDesc = "" +
 	"\x1bSetScheduleSuspendedRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
-	"\asuspend\x18\x03 \x01(\bR\asuspend2\xc2\t\n" +
+	"\asuspend\x18\x03 \x01(\bR\asuspend\"g\n" +
+	"\aDagStep\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"depends_on\x18\x02 \x03(\tR\tdependsOn\x12)\n" +
+	"\x04task\x18\x03 \x01(\v2\x15.taskflow.v1.TaskSpecR\x04task\"\xc2\x02\n" +
+	"\aDagSpec\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x14\n" +
+	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12%\n" +
+	"\x0efailure_policy\x18\x04 \x01(\tR\rfailurePolicy\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x128\n" +
+	"\x06labels\x18\x06 \x03(\v2 .taskflow.v1.DagSpec.LabelsEntryR\x06labels\x12*\n" +
+	"\x05steps\x18\a \x03(\v2\x14.taskflow.v1.DagStepR\x05steps\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
+	"\x10SubmitDagRequest\x12&\n" +
+	"\x03dag\x18\x01 \x01(\v2\x14.taskflow.v1.DagSpecR\x03dag\"D\n" +
+	"\x11SubmitDagResponse\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\xa8\x03\n" +
+	"\n" +
+	"DagRunStep\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"depends_on\x18\x02 \x03(\tR\tdependsOn\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x17\n" +
+	"\atask_id\x18\x04 \x01(\tR\x06taskId\x12\x14\n" +
+	"\x05queue\x18\x05 \x01(\tR\x05queue\x12\x18\n" +
+	"\ahandler\x18\x06 \x01(\tR\ahandler\x12\x1a\n" +
+	"\battempts\x18\a \x01(\x05R\battempts\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12\x1f\n" +
+	"\vresult_json\x18\t \x01(\tR\n" +
+	"resultJson\x129\n" +
+	"\n" +
+	"started_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12=\n" +
+	"\x0fattempt_history\x18\f \x03(\v2\x14.taskflow.v1.AttemptR\x0eattemptHistory\"\xc2\x05\n" +
+	"\x06DagRun\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
+	"\x05queue\x18\x04 \x01(\tR\x05queue\x12%\n" +
+	"\x0efailure_policy\x18\x05 \x01(\tR\rfailurePolicy\x12\x14\n" +
+	"\x05state\x18\x06 \x01(\tR\x05state\x127\n" +
+	"\x06labels\x18\a \x03(\v2\x1f.taskflow.v1.DagRun.LabelsEntryR\x06labels\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12;\n" +
+	"\vfinished_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12\x1f\n" +
+	"\vsteps_total\x18\v \x01(\x05R\n" +
+	"stepsTotal\x12D\n" +
+	"\vstep_counts\x18\f \x03(\v2#.taskflow.v1.DagRun.StepCountsEntryR\n" +
+	"stepCounts\x12-\n" +
+	"\x05steps\x18\r \x03(\v2\x17.taskflow.v1.DagRunStepR\x05steps\x12'\n" +
+	"\x0fresults_omitted\x18\x0e \x01(\bR\x0eresultsOmitted\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a=\n" +
+	"\x0fStepCountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"R\n" +
+	"\x10GetDagRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12'\n" +
+	"\x0finclude_results\x18\x02 \x01(\bR\x0eincludeResults\"+\n" +
+	"\x12WatchDagRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\",\n" +
+	"\x13CancelDagRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"+\n" +
+	"\x12RetryDagRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\x86\x01\n" +
+	"\x12ListDagRunsRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06states\x18\x02 \x03(\tR\x06states\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"f\n" +
+	"\x13ListDagRunsResponse\x12'\n" +
+	"\x04runs\x18\x01 \x03(\v2\x13.taskflow.v1.DagRunR\x04runs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xf4\f\n" +
 	"\vTaskService\x12M\n" +
 	"\n" +
 	"SubmitTask\x12\x1e.taskflow.v1.SubmitTaskRequest\x1a\x1f.taskflow.v1.SubmitTaskResponse\x12P\n" +
@@ -2373,7 +3301,13 @@ const file_taskflow_v1_tasks_proto_rawDesc = "" +
 	"\vGetSchedule\x12\x1f.taskflow.v1.GetScheduleRequest\x1a\x15.taskflow.v1.Schedule\x12V\n" +
 	"\rListSchedules\x12!.taskflow.v1.ListSchedulesRequest\x1a\".taskflow.v1.ListSchedulesResponse\x12Y\n" +
 	"\x0eDeleteSchedule\x12\".taskflow.v1.DeleteScheduleRequest\x1a#.taskflow.v1.DeleteScheduleResponse\x12W\n" +
-	"\x14SetScheduleSuspended\x12(.taskflow.v1.SetScheduleSuspendedRequest\x1a\x15.taskflow.v1.ScheduleB;Z9taskflow.dev/examples/go-client/gen/taskflowv1;taskflowv1b\x06proto3"
+	"\x14SetScheduleSuspended\x12(.taskflow.v1.SetScheduleSuspendedRequest\x1a\x15.taskflow.v1.Schedule\x12J\n" +
+	"\tSubmitDag\x12\x1d.taskflow.v1.SubmitDagRequest\x1a\x1e.taskflow.v1.SubmitDagResponse\x12?\n" +
+	"\tGetDagRun\x12\x1d.taskflow.v1.GetDagRunRequest\x1a\x13.taskflow.v1.DagRun\x12E\n" +
+	"\vWatchDagRun\x12\x1f.taskflow.v1.WatchDagRunRequest\x1a\x13.taskflow.v1.DagRun0\x01\x12E\n" +
+	"\fCancelDagRun\x12 .taskflow.v1.CancelDagRunRequest\x1a\x13.taskflow.v1.DagRun\x12C\n" +
+	"\vRetryDagRun\x12\x1f.taskflow.v1.RetryDagRunRequest\x1a\x13.taskflow.v1.DagRun\x12P\n" +
+	"\vListDagRuns\x12\x1f.taskflow.v1.ListDagRunsRequest\x1a .taskflow.v1.ListDagRunsResponseB;Z9taskflow.dev/examples/go-client/gen/taskflowv1;taskflowv1b\x06proto3"
 
 var (
 	file_taskflow_v1_tasks_proto_rawDescOnce sync.Once
@@ -2387,7 +3321,7 @@ func file_taskflow_v1_tasks_proto_rawDescGZIP() []byte {
 	return file_taskflow_v1_tasks_proto_rawDescData
 }
 
-var file_taskflow_v1_tasks_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_taskflow_v1_tasks_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_taskflow_v1_tasks_proto_goTypes = []any{
 	(*TaskSpec)(nil),                    // 0: taskflow.v1.TaskSpec
 	(*RetryPolicy)(nil),                 // 1: taskflow.v1.RetryPolicy
@@ -2420,75 +3354,116 @@ var file_taskflow_v1_tasks_proto_goTypes = []any{
 	(*DeleteScheduleRequest)(nil),       // 28: taskflow.v1.DeleteScheduleRequest
 	(*DeleteScheduleResponse)(nil),      // 29: taskflow.v1.DeleteScheduleResponse
 	(*SetScheduleSuspendedRequest)(nil), // 30: taskflow.v1.SetScheduleSuspendedRequest
-	nil,                                 // 31: taskflow.v1.TaskSpec.LabelsEntry
-	nil,                                 // 32: taskflow.v1.Task.LabelsEntry
-	(*timestamppb.Timestamp)(nil),       // 33: google.protobuf.Timestamp
+	(*DagStep)(nil),                     // 31: taskflow.v1.DagStep
+	(*DagSpec)(nil),                     // 32: taskflow.v1.DagSpec
+	(*SubmitDagRequest)(nil),            // 33: taskflow.v1.SubmitDagRequest
+	(*SubmitDagResponse)(nil),           // 34: taskflow.v1.SubmitDagResponse
+	(*DagRunStep)(nil),                  // 35: taskflow.v1.DagRunStep
+	(*DagRun)(nil),                      // 36: taskflow.v1.DagRun
+	(*GetDagRunRequest)(nil),            // 37: taskflow.v1.GetDagRunRequest
+	(*WatchDagRunRequest)(nil),          // 38: taskflow.v1.WatchDagRunRequest
+	(*CancelDagRunRequest)(nil),         // 39: taskflow.v1.CancelDagRunRequest
+	(*RetryDagRunRequest)(nil),          // 40: taskflow.v1.RetryDagRunRequest
+	(*ListDagRunsRequest)(nil),          // 41: taskflow.v1.ListDagRunsRequest
+	(*ListDagRunsResponse)(nil),         // 42: taskflow.v1.ListDagRunsResponse
+	nil,                                 // 43: taskflow.v1.TaskSpec.LabelsEntry
+	nil,                                 // 44: taskflow.v1.Task.LabelsEntry
+	nil,                                 // 45: taskflow.v1.DagSpec.LabelsEntry
+	nil,                                 // 46: taskflow.v1.DagRun.LabelsEntry
+	nil,                                 // 47: taskflow.v1.DagRun.StepCountsEntry
+	(*timestamppb.Timestamp)(nil),       // 48: google.protobuf.Timestamp
 }
 var file_taskflow_v1_tasks_proto_depIdxs = []int32{
-	33, // 0: taskflow.v1.TaskSpec.run_at:type_name -> google.protobuf.Timestamp
+	48, // 0: taskflow.v1.TaskSpec.run_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: taskflow.v1.TaskSpec.retry:type_name -> taskflow.v1.RetryPolicy
-	31, // 2: taskflow.v1.TaskSpec.labels:type_name -> taskflow.v1.TaskSpec.LabelsEntry
+	43, // 2: taskflow.v1.TaskSpec.labels:type_name -> taskflow.v1.TaskSpec.LabelsEntry
 	0,  // 3: taskflow.v1.SubmitTaskRequest.task:type_name -> taskflow.v1.TaskSpec
 	0,  // 4: taskflow.v1.SubmitTasksRequest.tasks:type_name -> taskflow.v1.TaskSpec
 	3,  // 5: taskflow.v1.SubmitTasksResponse.results:type_name -> taskflow.v1.SubmitTaskResponse
 	11, // 6: taskflow.v1.CancelTaskResponse.task:type_name -> taskflow.v1.Task
-	33, // 7: taskflow.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	33, // 8: taskflow.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	33, // 9: taskflow.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	33, // 10: taskflow.v1.Task.run_at:type_name -> google.protobuf.Timestamp
-	33, // 11: taskflow.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	33, // 12: taskflow.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	33, // 13: taskflow.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	48, // 7: taskflow.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	48, // 8: taskflow.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	48, // 9: taskflow.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	48, // 10: taskflow.v1.Task.run_at:type_name -> google.protobuf.Timestamp
+	48, // 11: taskflow.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	48, // 12: taskflow.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	48, // 13: taskflow.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
 	10, // 14: taskflow.v1.Task.attempt_history:type_name -> taskflow.v1.Attempt
-	32, // 15: taskflow.v1.Task.labels:type_name -> taskflow.v1.Task.LabelsEntry
+	44, // 15: taskflow.v1.Task.labels:type_name -> taskflow.v1.Task.LabelsEntry
 	11, // 16: taskflow.v1.ListTasksResponse.tasks:type_name -> taskflow.v1.Task
 	15, // 17: taskflow.v1.ListQueuesResponse.queues:type_name -> taskflow.v1.QueueStats
 	0,  // 18: taskflow.v1.ScheduleSpec.task:type_name -> taskflow.v1.TaskSpec
 	21, // 19: taskflow.v1.Schedule.spec:type_name -> taskflow.v1.ScheduleSpec
-	33, // 20: taskflow.v1.Schedule.next_fire_time:type_name -> google.protobuf.Timestamp
-	33, // 21: taskflow.v1.Schedule.last_fire_time:type_name -> google.protobuf.Timestamp
-	33, // 22: taskflow.v1.Schedule.last_skip_time:type_name -> google.protobuf.Timestamp
-	33, // 23: taskflow.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	33, // 24: taskflow.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	33, // 25: taskflow.v1.Schedule.last_fired_at:type_name -> google.protobuf.Timestamp
+	48, // 20: taskflow.v1.Schedule.next_fire_time:type_name -> google.protobuf.Timestamp
+	48, // 21: taskflow.v1.Schedule.last_fire_time:type_name -> google.protobuf.Timestamp
+	48, // 22: taskflow.v1.Schedule.last_skip_time:type_name -> google.protobuf.Timestamp
+	48, // 23: taskflow.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	48, // 24: taskflow.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	48, // 25: taskflow.v1.Schedule.last_fired_at:type_name -> google.protobuf.Timestamp
 	21, // 26: taskflow.v1.PutScheduleRequest.schedule:type_name -> taskflow.v1.ScheduleSpec
 	22, // 27: taskflow.v1.PutScheduleResponse.schedule:type_name -> taskflow.v1.Schedule
 	22, // 28: taskflow.v1.ListSchedulesResponse.schedules:type_name -> taskflow.v1.Schedule
-	2,  // 29: taskflow.v1.TaskService.SubmitTask:input_type -> taskflow.v1.SubmitTaskRequest
-	4,  // 30: taskflow.v1.TaskService.SubmitTasks:input_type -> taskflow.v1.SubmitTasksRequest
-	6,  // 31: taskflow.v1.TaskService.GetTask:input_type -> taskflow.v1.GetTaskRequest
-	7,  // 32: taskflow.v1.TaskService.WatchTask:input_type -> taskflow.v1.WatchTaskRequest
-	8,  // 33: taskflow.v1.TaskService.CancelTask:input_type -> taskflow.v1.CancelTaskRequest
-	12, // 34: taskflow.v1.TaskService.ListTasks:input_type -> taskflow.v1.ListTasksRequest
-	14, // 35: taskflow.v1.TaskService.GetQueueStats:input_type -> taskflow.v1.GetQueueStatsRequest
-	16, // 36: taskflow.v1.TaskService.ListQueues:input_type -> taskflow.v1.ListQueuesRequest
-	18, // 37: taskflow.v1.TaskService.ListDeadLetters:input_type -> taskflow.v1.ListDeadLettersRequest
-	19, // 38: taskflow.v1.TaskService.ReplayDeadLetters:input_type -> taskflow.v1.ReplayDeadLettersRequest
-	23, // 39: taskflow.v1.TaskService.PutSchedule:input_type -> taskflow.v1.PutScheduleRequest
-	25, // 40: taskflow.v1.TaskService.GetSchedule:input_type -> taskflow.v1.GetScheduleRequest
-	26, // 41: taskflow.v1.TaskService.ListSchedules:input_type -> taskflow.v1.ListSchedulesRequest
-	28, // 42: taskflow.v1.TaskService.DeleteSchedule:input_type -> taskflow.v1.DeleteScheduleRequest
-	30, // 43: taskflow.v1.TaskService.SetScheduleSuspended:input_type -> taskflow.v1.SetScheduleSuspendedRequest
-	3,  // 44: taskflow.v1.TaskService.SubmitTask:output_type -> taskflow.v1.SubmitTaskResponse
-	5,  // 45: taskflow.v1.TaskService.SubmitTasks:output_type -> taskflow.v1.SubmitTasksResponse
-	11, // 46: taskflow.v1.TaskService.GetTask:output_type -> taskflow.v1.Task
-	11, // 47: taskflow.v1.TaskService.WatchTask:output_type -> taskflow.v1.Task
-	9,  // 48: taskflow.v1.TaskService.CancelTask:output_type -> taskflow.v1.CancelTaskResponse
-	13, // 49: taskflow.v1.TaskService.ListTasks:output_type -> taskflow.v1.ListTasksResponse
-	15, // 50: taskflow.v1.TaskService.GetQueueStats:output_type -> taskflow.v1.QueueStats
-	17, // 51: taskflow.v1.TaskService.ListQueues:output_type -> taskflow.v1.ListQueuesResponse
-	13, // 52: taskflow.v1.TaskService.ListDeadLetters:output_type -> taskflow.v1.ListTasksResponse
-	20, // 53: taskflow.v1.TaskService.ReplayDeadLetters:output_type -> taskflow.v1.ReplayDeadLettersResponse
-	24, // 54: taskflow.v1.TaskService.PutSchedule:output_type -> taskflow.v1.PutScheduleResponse
-	22, // 55: taskflow.v1.TaskService.GetSchedule:output_type -> taskflow.v1.Schedule
-	27, // 56: taskflow.v1.TaskService.ListSchedules:output_type -> taskflow.v1.ListSchedulesResponse
-	29, // 57: taskflow.v1.TaskService.DeleteSchedule:output_type -> taskflow.v1.DeleteScheduleResponse
-	22, // 58: taskflow.v1.TaskService.SetScheduleSuspended:output_type -> taskflow.v1.Schedule
-	44, // [44:59] is the sub-list for method output_type
-	29, // [29:44] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	0,  // 29: taskflow.v1.DagStep.task:type_name -> taskflow.v1.TaskSpec
+	45, // 30: taskflow.v1.DagSpec.labels:type_name -> taskflow.v1.DagSpec.LabelsEntry
+	31, // 31: taskflow.v1.DagSpec.steps:type_name -> taskflow.v1.DagStep
+	32, // 32: taskflow.v1.SubmitDagRequest.dag:type_name -> taskflow.v1.DagSpec
+	48, // 33: taskflow.v1.DagRunStep.started_at:type_name -> google.protobuf.Timestamp
+	48, // 34: taskflow.v1.DagRunStep.finished_at:type_name -> google.protobuf.Timestamp
+	10, // 35: taskflow.v1.DagRunStep.attempt_history:type_name -> taskflow.v1.Attempt
+	46, // 36: taskflow.v1.DagRun.labels:type_name -> taskflow.v1.DagRun.LabelsEntry
+	48, // 37: taskflow.v1.DagRun.created_at:type_name -> google.protobuf.Timestamp
+	48, // 38: taskflow.v1.DagRun.updated_at:type_name -> google.protobuf.Timestamp
+	48, // 39: taskflow.v1.DagRun.finished_at:type_name -> google.protobuf.Timestamp
+	47, // 40: taskflow.v1.DagRun.step_counts:type_name -> taskflow.v1.DagRun.StepCountsEntry
+	35, // 41: taskflow.v1.DagRun.steps:type_name -> taskflow.v1.DagRunStep
+	36, // 42: taskflow.v1.ListDagRunsResponse.runs:type_name -> taskflow.v1.DagRun
+	2,  // 43: taskflow.v1.TaskService.SubmitTask:input_type -> taskflow.v1.SubmitTaskRequest
+	4,  // 44: taskflow.v1.TaskService.SubmitTasks:input_type -> taskflow.v1.SubmitTasksRequest
+	6,  // 45: taskflow.v1.TaskService.GetTask:input_type -> taskflow.v1.GetTaskRequest
+	7,  // 46: taskflow.v1.TaskService.WatchTask:input_type -> taskflow.v1.WatchTaskRequest
+	8,  // 47: taskflow.v1.TaskService.CancelTask:input_type -> taskflow.v1.CancelTaskRequest
+	12, // 48: taskflow.v1.TaskService.ListTasks:input_type -> taskflow.v1.ListTasksRequest
+	14, // 49: taskflow.v1.TaskService.GetQueueStats:input_type -> taskflow.v1.GetQueueStatsRequest
+	16, // 50: taskflow.v1.TaskService.ListQueues:input_type -> taskflow.v1.ListQueuesRequest
+	18, // 51: taskflow.v1.TaskService.ListDeadLetters:input_type -> taskflow.v1.ListDeadLettersRequest
+	19, // 52: taskflow.v1.TaskService.ReplayDeadLetters:input_type -> taskflow.v1.ReplayDeadLettersRequest
+	23, // 53: taskflow.v1.TaskService.PutSchedule:input_type -> taskflow.v1.PutScheduleRequest
+	25, // 54: taskflow.v1.TaskService.GetSchedule:input_type -> taskflow.v1.GetScheduleRequest
+	26, // 55: taskflow.v1.TaskService.ListSchedules:input_type -> taskflow.v1.ListSchedulesRequest
+	28, // 56: taskflow.v1.TaskService.DeleteSchedule:input_type -> taskflow.v1.DeleteScheduleRequest
+	30, // 57: taskflow.v1.TaskService.SetScheduleSuspended:input_type -> taskflow.v1.SetScheduleSuspendedRequest
+	33, // 58: taskflow.v1.TaskService.SubmitDag:input_type -> taskflow.v1.SubmitDagRequest
+	37, // 59: taskflow.v1.TaskService.GetDagRun:input_type -> taskflow.v1.GetDagRunRequest
+	38, // 60: taskflow.v1.TaskService.WatchDagRun:input_type -> taskflow.v1.WatchDagRunRequest
+	39, // 61: taskflow.v1.TaskService.CancelDagRun:input_type -> taskflow.v1.CancelDagRunRequest
+	40, // 62: taskflow.v1.TaskService.RetryDagRun:input_type -> taskflow.v1.RetryDagRunRequest
+	41, // 63: taskflow.v1.TaskService.ListDagRuns:input_type -> taskflow.v1.ListDagRunsRequest
+	3,  // 64: taskflow.v1.TaskService.SubmitTask:output_type -> taskflow.v1.SubmitTaskResponse
+	5,  // 65: taskflow.v1.TaskService.SubmitTasks:output_type -> taskflow.v1.SubmitTasksResponse
+	11, // 66: taskflow.v1.TaskService.GetTask:output_type -> taskflow.v1.Task
+	11, // 67: taskflow.v1.TaskService.WatchTask:output_type -> taskflow.v1.Task
+	9,  // 68: taskflow.v1.TaskService.CancelTask:output_type -> taskflow.v1.CancelTaskResponse
+	13, // 69: taskflow.v1.TaskService.ListTasks:output_type -> taskflow.v1.ListTasksResponse
+	15, // 70: taskflow.v1.TaskService.GetQueueStats:output_type -> taskflow.v1.QueueStats
+	17, // 71: taskflow.v1.TaskService.ListQueues:output_type -> taskflow.v1.ListQueuesResponse
+	13, // 72: taskflow.v1.TaskService.ListDeadLetters:output_type -> taskflow.v1.ListTasksResponse
+	20, // 73: taskflow.v1.TaskService.ReplayDeadLetters:output_type -> taskflow.v1.ReplayDeadLettersResponse
+	24, // 74: taskflow.v1.TaskService.PutSchedule:output_type -> taskflow.v1.PutScheduleResponse
+	22, // 75: taskflow.v1.TaskService.GetSchedule:output_type -> taskflow.v1.Schedule
+	27, // 76: taskflow.v1.TaskService.ListSchedules:output_type -> taskflow.v1.ListSchedulesResponse
+	29, // 77: taskflow.v1.TaskService.DeleteSchedule:output_type -> taskflow.v1.DeleteScheduleResponse
+	22, // 78: taskflow.v1.TaskService.SetScheduleSuspended:output_type -> taskflow.v1.Schedule
+	34, // 79: taskflow.v1.TaskService.SubmitDag:output_type -> taskflow.v1.SubmitDagResponse
+	36, // 80: taskflow.v1.TaskService.GetDagRun:output_type -> taskflow.v1.DagRun
+	36, // 81: taskflow.v1.TaskService.WatchDagRun:output_type -> taskflow.v1.DagRun
+	36, // 82: taskflow.v1.TaskService.CancelDagRun:output_type -> taskflow.v1.DagRun
+	36, // 83: taskflow.v1.TaskService.RetryDagRun:output_type -> taskflow.v1.DagRun
+	42, // 84: taskflow.v1.TaskService.ListDagRuns:output_type -> taskflow.v1.ListDagRunsResponse
+	64, // [64:85] is the sub-list for method output_type
+	43, // [43:64] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_taskflow_v1_tasks_proto_init() }
@@ -2506,7 +3481,7 @@ func file_taskflow_v1_tasks_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_taskflow_v1_tasks_proto_rawDesc), len(file_taskflow_v1_tasks_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,12 @@ const (
 	TaskService_ListSchedules_FullMethodName        = "/taskflow.v1.TaskService/ListSchedules"
 	TaskService_DeleteSchedule_FullMethodName       = "/taskflow.v1.TaskService/DeleteSchedule"
 	TaskService_SetScheduleSuspended_FullMethodName = "/taskflow.v1.TaskService/SetScheduleSuspended"
+	TaskService_SubmitDag_FullMethodName            = "/taskflow.v1.TaskService/SubmitDag"
+	TaskService_GetDagRun_FullMethodName            = "/taskflow.v1.TaskService/GetDagRun"
+	TaskService_WatchDagRun_FullMethodName          = "/taskflow.v1.TaskService/WatchDagRun"
+	TaskService_CancelDagRun_FullMethodName         = "/taskflow.v1.TaskService/CancelDagRun"
+	TaskService_RetryDagRun_FullMethodName          = "/taskflow.v1.TaskService/RetryDagRun"
+	TaskService_ListDagRuns_FullMethodName          = "/taskflow.v1.TaskService/ListDagRuns"
 )
 
 // TaskServiceClient is the client API for TaskService service.
@@ -75,6 +81,22 @@ type TaskServiceClient interface {
 	// Suspend (no tick fires) or resume a schedule. A resumed schedule fires the latest tick it
 	// missed once, unless that tick is older than its starting_deadline_seconds.
 	SetScheduleSuspended(ctx context.Context, in *SetScheduleSuspendedRequest, opts ...grpc.CallOption) (*Schedule, error)
+	// DAG runs: named steps with depends_on. The whole run is checked before anything is stored
+	// (INVALID_ARGUMENT names the problem: an unknown or self dependency, a duplicate name, a
+	// cycle and its steps, no steps, too many). A step runs exactly once, when all its parents
+	// have succeeded, and its handler sees their results by step name.
+	SubmitDag(ctx context.Context, in *SubmitDagRequest, opts ...grpc.CallOption) (*SubmitDagResponse, error)
+	GetDagRun(ctx context.Context, in *GetDagRunRequest, opts ...grpc.CallOption) (*DagRun, error)
+	// Streams the run as it is, then each change (of the run or of one of its steps), and ends
+	// once the run is finished.
+	WatchDagRun(ctx context.Context, in *WatchDagRunRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DagRun], error)
+	// Steps not started never run; running ones are stopped. A finished run is returned as is.
+	CancelDagRun(ctx context.Context, in *CancelDagRunRequest, opts ...grpc.CallOption) (*DagRun, error)
+	// Runs a failed or cancelled run again from its steps that did not succeed; succeeded steps
+	// keep their results. FAILED_PRECONDITION-like errors are INVALID_ARGUMENT naming run_id.
+	RetryDagRun(ctx context.Context, in *RetryDagRunRequest, opts ...grpc.CallOption) (*DagRun, error)
+	// Runs of a namespace, newest first, with their step counts but not their steps.
+	ListDagRuns(ctx context.Context, in *ListDagRunsRequest, opts ...grpc.CallOption) (*ListDagRunsResponse, error)
 }
 
 type taskServiceClient struct {
@@ -244,6 +266,75 @@ func (c *taskServiceClient) SetScheduleSuspended(ctx context.Context, in *SetSch
 	return out, nil
 }
 
+func (c *taskServiceClient) SubmitDag(ctx context.Context, in *SubmitDagRequest, opts ...grpc.CallOption) (*SubmitDagResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitDagResponse)
+	err := c.cc.Invoke(ctx, TaskService_SubmitDag_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) GetDagRun(ctx context.Context, in *GetDagRunRequest, opts ...grpc.CallOption) (*DagRun, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DagRun)
+	err := c.cc.Invoke(ctx, TaskService_GetDagRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) WatchDagRun(ctx context.Context, in *WatchDagRunRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DagRun], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TaskService_ServiceDesc.Streams[1], TaskService_WatchDagRun_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchDagRunRequest, DagRun]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TaskService_WatchDagRunClient = grpc.ServerStreamingClient[DagRun]
+
+func (c *taskServiceClient) CancelDagRun(ctx context.Context, in *CancelDagRunRequest, opts ...grpc.CallOption) (*DagRun, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DagRun)
+	err := c.cc.Invoke(ctx, TaskService_CancelDagRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) RetryDagRun(ctx context.Context, in *RetryDagRunRequest, opts ...grpc.CallOption) (*DagRun, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DagRun)
+	err := c.cc.Invoke(ctx, TaskService_RetryDagRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) ListDagRuns(ctx context.Context, in *ListDagRunsRequest, opts ...grpc.CallOption) (*ListDagRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDagRunsResponse)
+	err := c.cc.Invoke(ctx, TaskService_ListDagRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TaskServiceServer is the server API for TaskService service.
 // All implementations must embed UnimplementedTaskServiceServer
 // for forward compatibility.
@@ -275,6 +366,22 @@ type TaskServiceServer interface {
 	// Suspend (no tick fires) or resume a schedule. A resumed schedule fires the latest tick it
 	// missed once, unless that tick is older than its starting_deadline_seconds.
 	SetScheduleSuspended(context.Context, *SetScheduleSuspendedRequest) (*Schedule, error)
+	// DAG runs: named steps with depends_on. The whole run is checked before anything is stored
+	// (INVALID_ARGUMENT names the problem: an unknown or self dependency, a duplicate name, a
+	// cycle and its steps, no steps, too many). A step runs exactly once, when all its parents
+	// have succeeded, and its handler sees their results by step name.
+	SubmitDag(context.Context, *SubmitDagRequest) (*SubmitDagResponse, error)
+	GetDagRun(context.Context, *GetDagRunRequest) (*DagRun, error)
+	// Streams the run as it is, then each change (of the run or of one of its steps), and ends
+	// once the run is finished.
+	WatchDagRun(*WatchDagRunRequest, grpc.ServerStreamingServer[DagRun]) error
+	// Steps not started never run; running ones are stopped. A finished run is returned as is.
+	CancelDagRun(context.Context, *CancelDagRunRequest) (*DagRun, error)
+	// Runs a failed or cancelled run again from its steps that did not succeed; succeeded steps
+	// keep their results. FAILED_PRECONDITION-like errors are INVALID_ARGUMENT naming run_id.
+	RetryDagRun(context.Context, *RetryDagRunRequest) (*DagRun, error)
+	// Runs of a namespace, newest first, with their step counts but not their steps.
+	ListDagRuns(context.Context, *ListDagRunsRequest) (*ListDagRunsResponse, error)
 	mustEmbedUnimplementedTaskServiceServer()
 }
 
@@ -329,6 +436,24 @@ func (UnimplementedTaskServiceServer) DeleteSchedule(context.Context, *DeleteSch
 }
 func (UnimplementedTaskServiceServer) SetScheduleSuspended(context.Context, *SetScheduleSuspendedRequest) (*Schedule, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetScheduleSuspended not implemented")
+}
+func (UnimplementedTaskServiceServer) SubmitDag(context.Context, *SubmitDagRequest) (*SubmitDagResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SubmitDag not implemented")
+}
+func (UnimplementedTaskServiceServer) GetDagRun(context.Context, *GetDagRunRequest) (*DagRun, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDagRun not implemented")
+}
+func (UnimplementedTaskServiceServer) WatchDagRun(*WatchDagRunRequest, grpc.ServerStreamingServer[DagRun]) error {
+	return status.Error(codes.Unimplemented, "method WatchDagRun not implemented")
+}
+func (UnimplementedTaskServiceServer) CancelDagRun(context.Context, *CancelDagRunRequest) (*DagRun, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelDagRun not implemented")
+}
+func (UnimplementedTaskServiceServer) RetryDagRun(context.Context, *RetryDagRunRequest) (*DagRun, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryDagRun not implemented")
+}
+func (UnimplementedTaskServiceServer) ListDagRuns(context.Context, *ListDagRunsRequest) (*ListDagRunsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDagRuns not implemented")
 }
 func (UnimplementedTaskServiceServer) mustEmbedUnimplementedTaskServiceServer() {}
 func (UnimplementedTaskServiceServer) testEmbeddedByValue()                     {}
@@ -614,6 +739,107 @@ func _TaskService_SetScheduleSuspended_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskService_SubmitDag_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitDagRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).SubmitDag(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_SubmitDag_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).SubmitDag(ctx, req.(*SubmitDagRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_GetDagRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDagRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).GetDagRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_GetDagRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).GetDagRun(ctx, req.(*GetDagRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_WatchDagRun_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchDagRunRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TaskServiceServer).WatchDagRun(m, &grpc.GenericServerStream[WatchDagRunRequest, DagRun]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TaskService_WatchDagRunServer = grpc.ServerStreamingServer[DagRun]
+
+func _TaskService_CancelDagRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelDagRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).CancelDagRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_CancelDagRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).CancelDagRun(ctx, req.(*CancelDagRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_RetryDagRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryDagRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).RetryDagRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_RetryDagRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).RetryDagRun(ctx, req.(*RetryDagRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_ListDagRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDagRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).ListDagRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_ListDagRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).ListDagRuns(ctx, req.(*ListDagRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskService_ServiceDesc is the grpc.ServiceDesc for TaskService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -677,11 +903,36 @@ var TaskService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "SetScheduleSuspended",
 			Handler:    _TaskService_SetScheduleSuspended_Handler,
 		},
+		{
+			MethodName: "SubmitDag",
+			Handler:    _TaskService_SubmitDag_Handler,
+		},
+		{
+			MethodName: "GetDagRun",
+			Handler:    _TaskService_GetDagRun_Handler,
+		},
+		{
+			MethodName: "CancelDagRun",
+			Handler:    _TaskService_CancelDagRun_Handler,
+		},
+		{
+			MethodName: "RetryDagRun",
+			Handler:    _TaskService_RetryDagRun_Handler,
+		},
+		{
+			MethodName: "ListDagRuns",
+			Handler:    _TaskService_ListDagRuns_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "WatchTask",
 			Handler:       _TaskService_WatchTask_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchDagRun",
+			Handler:       _TaskService_WatchDagRun_Handler,
 			ServerStreams: true,
 		},
 	},
