@@ -140,13 +140,18 @@ async def generate_report(ctx: TaskContext, payload: Any) -> dict[str, Any]:
 
 @router.task("collect")
 async def collect(ctx: TaskContext, payload: Any) -> dict[str, Any]:
-    """A DAG step: returns its own payload and what its parents returned, by step name
-    (``sleep`` in the payload waits that many seconds first)."""
+    """A DAG step: returns its own payload and, by step name, the payload each parent step
+    had (one level: results stay small however deep the DAG). ``sleep`` in the payload waits
+    that many seconds first."""
     data = payload if isinstance(payload, dict) else {"value": payload}
     seconds = data.get("sleep", 0)
     if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
         await asyncio.sleep(float(seconds))
-    return {"step": ctx.step, "payload": payload, "parents": dict(ctx.parents)}
+    parents = {
+        name: result.get("payload") if isinstance(result, dict) else result
+        for name, result in ctx.parents.items()
+    }
+    return {"step": ctx.step, "payload": payload, "parents": parents}
 
 
 @router.task("sum_parents")
