@@ -4,6 +4,10 @@
 //
 //	go-client -queue emails -handler send_email -payload '{"to":"a@b.c"}' -timeout 60s
 //
+// With -dag FILE it submits a DAG run instead: FILE is JSON, {"queue": ..., "failure_policy":
+// ..., "steps": [{"name": ..., "handler": ..., "payload": ..., "depends_on": [...]}, ...]},
+// and it prints {"run_id": ..., "state": ..., "steps": {name: state}}.
+//
 // The server address comes from -addr, else TASKFLOW_API_ADDR, else localhost:50051; the
 // token, when the server wants one, from TASKFLOW_API_TOKEN.
 package main
@@ -28,6 +32,26 @@ import (
 
 	taskflowv1 "taskflow.dev/examples/go-client/gen/taskflowv1"
 )
+
+// dagFile is the JSON form of a DAG run, as the Python CLI's YAML files have it.
+type dagFile struct {
+	Queue         string `json:"queue"`
+	Name          string `json:"name"`
+	FailurePolicy string `json:"failure_policy"`
+	Steps         []struct {
+		Name      string          `json:"name"`
+		Handler   string          `json:"handler"`
+		Payload   json.RawMessage `json:"payload"`
+		Queue     string          `json:"queue"`
+		DependsOn []string        `json:"depends_on"`
+	} `json:"steps"`
+}
+
+type runOutcome struct {
+	RunID string            `json:"run_id"`
+	State string            `json:"state"`
+	Steps map[string]string `json:"steps"`
+}
 
 type outcome struct {
 	TaskID string          `json:"task_id"`
@@ -83,6 +107,89 @@ func follow(ctx context.Context, client taskflowv1.TaskServiceClient, id string)
 	}
 }
 
+// followRun reads WatchDagRun snapshots until the run has finished, reopening the stream
+// when the server is briefly unavailable.
+func followRun(ctx context.Context, client taskflowv1.TaskServiceClient, id string) (*taskflowv1.DagRun, error) {
+	for {
+		stream, err := client.WatchDagRun(ctx, &taskflowv1.WatchDagRunRequest{RunId: id})
+		if err == nil {
+			for {
+				run, recvErr := stream.Recv()
+				if recvErr != nil {
+					err = recvErr
+					break
+				}
+				if run.GetState() != "running" {
+					return run, nil
+				}
+			}
+		}
+		if !errors.Is(err, io.EOF) && status.Code(err) != codes.Unavailable {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// submitDag submits the run of path (idempotently) and follows it to its end.
+func submitDag(ctx context.Context, client taskflowv1.TaskServiceClient, namespace, path string) (int, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 2, err
+	}
+	var file dagFile
+	if err := json.Unmarshal(raw, &file); err != nil {
+		return 2, fmt.Errorf("%s: %w", path, err)
+	}
+	key, err := randomKey()
+	if err != nil {
+		return 1, err
+	}
+	spec := &taskflowv1.DagSpec{
+		Namespace:      namespace,
+		Queue:          file.Queue,
+		Name:           file.Name,
+		FailurePolicy:  file.FailurePolicy,
+		IdempotencyKey: key,
+	}
+	for _, step := range file.Steps {
+		payload := ""
+		if len(step.Payload) > 0 {
+			payload = string(step.Payload)
+		}
+		spec.Steps = append(spec.Steps, &taskflowv1.DagStep{
+			Name:      step.Name,
+			DependsOn: step.DependsOn,
+			Task:      &taskflowv1.TaskSpec{Queue: step.Queue, Handler: step.Handler, PayloadJson: payload},
+		})
+	}
+	submitted, err := client.SubmitDag(ctx, &taskflowv1.SubmitDagRequest{Dag: spec}, grpc.WaitForReady(true))
+	if err != nil {
+		return 1, fmt.Errorf("submit: %w", err)
+	}
+	run, err := followRun(ctx, client, submitted.GetRunId())
+	if err != nil {
+		return 1, fmt.Errorf("watch %s: %w", submitted.GetRunId(), err)
+	}
+	steps := map[string]string{}
+	for _, step := range run.GetSteps() {
+		steps[step.GetName()] = step.GetState()
+	}
+	line, err := json.Marshal(runOutcome{RunID: run.GetId(), State: run.GetState(), Steps: steps})
+	if err != nil {
+		return 1, err
+	}
+	fmt.Println(string(line))
+	if run.GetState() != "succeeded" {
+		return 1, nil
+	}
+	return 0, nil
+}
+
 func run() (int, error) {
 	addr := flag.String("addr", envOr("TASKFLOW_API_ADDR", "localhost:50051"), "API server address")
 	namespace := flag.String("namespace", "default", "namespace of the queue")
@@ -90,9 +197,10 @@ func run() (int, error) {
 	handler := flag.String("handler", "", "handler name (required)")
 	payload := flag.String("payload", "", "task payload as JSON")
 	timeout := flag.Duration("timeout", time.Minute, "how long to wait for the task to finish")
+	dag := flag.String("dag", "", "submit the DAG run of this JSON file instead of one task")
 	flag.Parse()
 
-	if *handler == "" {
+	if *handler == "" && *dag == "" {
 		return 2, errors.New("-handler is required")
 	}
 	if *payload != "" && !json.Valid([]byte(*payload)) {
@@ -110,6 +218,9 @@ func run() (int, error) {
 	defer cancel()
 	if token := os.Getenv("TASKFLOW_API_TOKEN"); token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	if *dag != "" {
+		return submitDag(ctx, client, *namespace, *dag)
 	}
 
 	// The key makes the submission safe to repeat: the server returns the same task.

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from taskflow_client import AsyncClient, InvalidArgumentError, NotFoundError, TaskState
 
@@ -125,3 +126,26 @@ def _cancel_a_dag(stack: str) -> None:
         )
         with pytest.raises(InvalidArgumentError):
             client.retry_dag("not-a-run")
+
+
+async def test_go_client_submits_a_dag(stack: str, go_client_binary: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples" / "dags"
+    dag = examples / "diamond.json"
+    # the Go example reads JSON; the file says what the YAML one does
+    assert json.loads(dag.read_text()) == yaml.safe_load((examples / "diamond.yaml").read_text())
+    proc = await asyncio.create_subprocess_exec(
+        str(go_client_binary),
+        "-addr",
+        stack,
+        "-dag",
+        str(dag),
+        "-timeout",
+        "60s",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, err.decode()
+    line = json.loads(out.decode().strip().splitlines()[-1])
+    assert line["state"] == "succeeded"
+    assert line["steps"] == dict.fromkeys(["fetch", "resize", "scan", "publish"], "succeeded")
