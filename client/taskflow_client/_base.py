@@ -18,10 +18,11 @@ from google.protobuf.message import Message
 
 from . import _requests
 from ._config import DEFAULT_TIMEOUT, Settings
-from ._convert import queue_stats_from_proto, schedule_from_proto, task_from_proto
+from ._convert import queue_stats_from_proto, task_from_proto
 from ._errors import TaskFlowError
 from ._models import QueueStats, Schedule, Task, TaskRequest, TaskState
 from ._retry import RETRY_READ, RETRY_WRITE
+from ._schedules import schedule_from_proto
 from ._workflows import (
     DagRun,
     DagRunState,

@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 import grpc
 
 from ._base import BaseClient, Call, Plan, W, Watched
-from ._convert import schedule_spec
 from ._errors import TaskFlowError
 from ._models import (
     ConcurrencyPolicy,
@@ -23,6 +22,7 @@ from ._models import (
     TaskRequest,
     TaskState,
 )
+from ._schedules import DagTarget, schedule_spec
 from ._watching import WatchPlan
 from ._workflows import DagRun, DagRunState, Flow, Step
 from .v1.tasks_pb2_grpc import TaskServiceStub
@@ -291,8 +291,9 @@ class Client(BaseClient):
         self,
         name: str,
         cron: str,
-        task: TaskRequest | Mapping[str, Any],
+        task: TaskRequest | Mapping[str, Any] | None = None,
         *,
+        dag: DagTarget | None = None,
         timezone: str = "UTC",
         concurrency_policy: ConcurrencyPolicy | str = ConcurrencyPolicy.ALLOW,
         suspend: bool = False,
@@ -304,15 +305,18 @@ class Client(BaseClient):
         ``cron`` has five fields (``"0 3 * * *"``) or is a macro such as ``"@hourly"``, read in
         ``timezone`` (an IANA name). Each tick submits ``task`` (a ``TaskRequest`` or a dict of
         its fields, without ``idempotency_key``, ``delay`` or ``run_at``: every tick is keyed
-        by the schedule and the tick). ``concurrency_policy`` says what a tick does while the
-        previous fire's task is unfinished; a tick later than ``starting_deadline_seconds`` is
-        skipped. Changing ``cron`` or ``timezone`` starts the ticks anew from now.
+        by the schedule and the tick), or ``dag``, a whole run (``{"queue": ..., "steps": ...,
+        "failure_policy": ...}``; steps as for ``submit_dag``). ``concurrency_policy`` says
+        what a tick does while the previous fire's task (or run) is unfinished; a tick later
+        than ``starting_deadline_seconds`` is skipped. Changing ``cron`` or ``timezone`` starts
+        the ticks anew from now.
         """
         spec = schedule_spec(
             namespace or self.namespace,
             name,
             cron,
             task,
+            dag=dag,
             timezone=timezone,
             concurrency_policy=concurrency_policy,
             suspend=suspend,

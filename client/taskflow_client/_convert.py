@@ -14,10 +14,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ._errors import InvalidArgumentError, TaskFlowError
 from ._models import (
     Attempt,
-    ConcurrencyPolicy,
     QueueStats,
     RetryPolicy,
-    Schedule,
     Task,
     TaskRequest,
     TaskState,
@@ -29,8 +27,6 @@ __all__ = [
     "encode_json",
     "queue_stats_from_proto",
     "request_from_item",
-    "schedule_from_proto",
-    "schedule_spec",
     "spec_from_request",
     "task_from_proto",
     "with_idempotency_key",
@@ -219,113 +215,4 @@ def queue_stats_from_proto(msg: pb.QueueStats) -> QueueStats:
         failed=msg.failed,
         cancelled=msg.cancelled,
         dead_letters=msg.dead_letters,
-    )
-
-
-# -- schedules --------------------------------------------------------------------------------
-
-
-def schedule_spec(
-    namespace: str,
-    name: str,
-    cron: str,
-    task: TaskRequest | Mapping[str, Any],
-    *,
-    timezone: str,
-    concurrency_policy: ConcurrencyPolicy | str,
-    suspend: bool,
-    starting_deadline_seconds: int | None,
-) -> pb.ScheduleSpec:
-    """The ``ScheduleSpec`` of ``put_schedule``'s arguments; ``namespace`` is the schedule's
-    and its task's. Values the server checks (cron, zone, policy...) are sent as given."""
-    if isinstance(task, Mapping):
-        try:
-            request = request_from_item(task, 0)
-        except InvalidArgumentError as exc:
-            raise InvalidArgumentError("task" + exc.details.removeprefix("tasks[0]")) from None
-    elif isinstance(task, TaskRequest):
-        request = task
-    else:
-        raise InvalidArgumentError("task: must be a TaskRequest or a dict of its fields")
-    if not isinstance(cron, str):
-        raise InvalidArgumentError("cron: must be a string such as '0 3 * * *'")
-    if not isinstance(timezone, str):
-        raise InvalidArgumentError("timezone: must be the name of a time zone")
-    if starting_deadline_seconds is not None and (
-        isinstance(starting_deadline_seconds, bool)
-        or not isinstance(starting_deadline_seconds, int)
-    ):
-        raise InvalidArgumentError("starting_deadline_seconds: must be an integer or None")
-    spec = pb.ScheduleSpec(
-        namespace=namespace,
-        name=name,
-        cron=cron,
-        timezone=timezone,
-        concurrency_policy=str(concurrency_policy),
-        suspend=bool(suspend),
-        task=spec_from_request(request, namespace, prefix="task."),
-    )
-    if starting_deadline_seconds is not None:
-        spec.starting_deadline_seconds = starting_deadline_seconds
-    return spec
-
-
-def _task_request_from_proto(msg: pb.TaskSpec) -> TaskRequest:
-    retry = None
-    if msg.HasField("retry"):
-        retry = RetryPolicy(
-            initial_seconds=msg.retry.initial_seconds,
-            multiplier=msg.retry.multiplier,
-            max_seconds=msg.retry.max_seconds,
-        )
-    return TaskRequest(
-        queue=msg.queue,
-        handler=msg.handler,
-        payload=decode_json(msg.payload_json),
-        priority=msg.priority,
-        max_retries=msg.max_retries if msg.HasField("max_retries") else None,
-        timeout=msg.timeout_seconds or None,
-        concurrency_key=_optional(msg.concurrency_key),
-        concurrency_limit=msg.concurrency_limit or None,
-        retry=retry,
-        labels=dict(msg.labels) or None,
-        namespace=_optional(msg.namespace),
-    )
-
-
-def _policy(value: str) -> ConcurrencyPolicy:
-    try:
-        return ConcurrencyPolicy(value)
-    except ValueError:
-        raise TaskFlowError(
-            f"the server reported the unknown concurrency policy {value!r}; upgrade taskflow-client"
-        ) from None
-
-
-def schedule_from_proto(msg: pb.Schedule) -> Schedule:
-    """The ``Schedule`` of a ``taskflow.v1.Schedule`` message."""
-    spec = msg.spec
-    return Schedule(
-        namespace=spec.namespace,
-        name=spec.name,
-        cron=spec.cron,
-        timezone=spec.timezone or "UTC",
-        task=_task_request_from_proto(spec.task) if spec.HasField("task") else None,
-        concurrency_policy=_policy(spec.concurrency_policy or "Allow"),
-        suspend=spec.suspend,
-        starting_deadline_seconds=(
-            spec.starting_deadline_seconds if spec.HasField("starting_deadline_seconds") else None
-        ),
-        owner=_optional(spec.owner),
-        id=msg.id,
-        next_fire_time=timestamp_of(msg, "next_fire_time"),
-        last_fire_time=timestamp_of(msg, "last_fire_time"),
-        last_task_id=_optional(msg.last_task_id),
-        fire_count=msg.fire_count,
-        skip_count=msg.skip_count,
-        last_skip_time=timestamp_of(msg, "last_skip_time"),
-        last_skip_reason=_optional(msg.last_skip_reason),
-        last_fired_at=timestamp_of(msg, "last_fired_at"),
-        created_at=timestamp_of(msg, "created_at"),
-        updated_at=timestamp_of(msg, "updated_at"),
     )

@@ -158,9 +158,10 @@ class ConcurrencyPolicy(enum.StrEnum):
 class Schedule:
     """A cron schedule as the server reported it, with what its scheduler did.
 
-    ``task`` is what each tick submits (``None`` for a kind of target this client does not
-    know). ``next_fire_time`` is ``None`` while suspended and in the past while no scheduler
-    runs; ``last_fire_time`` is the tick of the latest fire. Times are timezone-aware UTC.
+    ``task`` is what each tick submits, or ``dag`` the run it starts (both ``None`` for a kind
+    of target this client does not know). ``next_fire_time`` is ``None`` while suspended and
+    in the past while no scheduler runs; ``last_fire_time`` is the tick of the latest fire.
+    Times are timezone-aware UTC.
     """
 
     namespace: str
@@ -168,6 +169,8 @@ class Schedule:
     cron: str
     timezone: str = "UTC"
     task: TaskRequest | None = None
+    #: A DAG schedule's run: ``{"queue", "steps" (Step values), "failure_policy", ...}``.
+    dag: Mapping[str, Any] | None = None
     concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
     suspend: bool = False
     starting_deadline_seconds: int | None = None

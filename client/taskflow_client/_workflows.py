@@ -231,12 +231,35 @@ def dag_request(
 ) -> pb.SubmitDagRequest:
     """The SubmitDag request, with an idempotency key (generated unless given) so it may be
     retried without starting the run twice."""
+    spec = dag_spec(
+        dag,
+        queue=queue,
+        namespace=namespace,
+        name=name,
+        failure_policy=failure_policy,
+        labels=labels,
+    )
+    spec.idempotency_key = idempotency_key or uuid.uuid4().hex
+    return pb.SubmitDagRequest(dag=spec)
+
+
+def dag_spec(
+    dag: Flow | Step | Iterable[Step | Mapping[str, Any]],
+    *,
+    queue: str,
+    namespace: str,
+    name: str | None,
+    failure_policy: str,
+    labels: Mapping[str, str] | None,
+) -> pb.DagSpec:
+    """The ``DagSpec`` of a run (no idempotency key: a schedule keys each tick's run)."""
+    if not isinstance(queue, str) or not queue:
+        raise InvalidArgumentError("queue: the queue of steps that name none is required")
     spec = pb.DagSpec(
         namespace=namespace,
         queue=queue,
         name=name or "",
         failure_policy=failure_policy,
-        idempotency_key=idempotency_key or uuid.uuid4().hex,
         labels=dict(labels or {}),
     )
     for i, step in enumerate(steps_of(dag)):
@@ -261,7 +284,7 @@ def dag_request(
                 task=spec_from_request(task, "", prefix=f"steps[{i}]."),
             )
         )
-    return pb.SubmitDagRequest(dag=spec)
+    return spec
 
 
 def _step_state(value: str) -> StepState:

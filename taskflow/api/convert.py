@@ -141,3 +141,29 @@ def stats_to_proto(stats: QueueStats) -> pb.QueueStats:
         cancelled=stats.cancelled,
         dead_letters=stats.dead_letters,
     )
+
+
+def task_spec(task: TaskSubmission) -> pb.TaskSpec:
+    """The ``TaskSpec`` of a validated submission (the inverse of ``submission_from_spec``)."""
+    spec = pb.TaskSpec(
+        namespace=task.namespace,
+        queue=task.queue,
+        handler=task.handler,
+        payload_json="" if task.payload_json == "null" else task.payload_json,
+        priority=task.priority,
+        timeout_seconds=task.timeout_seconds,
+        concurrency_key=task.concurrency_key or "",
+        concurrency_limit=task.concurrency_limit or 0,
+        labels=task.labels,
+    )
+    if task.max_retries is not None:
+        spec.max_retries = task.max_retries
+    if task.retry is not None:
+        spec.retry.CopyFrom(
+            pb.RetryPolicy(
+                initial_seconds=task.retry.initial_seconds,
+                multiplier=task.retry.multiplier,
+                max_seconds=task.retry.max_seconds,
+            )
+        )
+    return spec

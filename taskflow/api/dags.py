@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from taskflow.api.convert import attempt_to_proto, spec_to_dict, to_timestamp
+from taskflow.api.convert import attempt_to_proto, spec_to_dict, task_spec, to_timestamp
 from taskflow.errors import InvalidArgument
 from taskflow.store.dags import DagRunRecord, StepRecord
 from taskflow.workflows.models import DagSubmission, validate_dag
@@ -17,6 +17,11 @@ _RUN_FIELDS = ("namespace",)
 
 def dag_from_proto(msg: pb.DagSpec, path: str = "dag") -> DagSubmission:
     """Validate a ``DagSpec``; errors name the field (``dag.steps[2].depends_on[0]``)."""
+    return validate_dag(dag_fields(msg, path), path)
+
+
+def dag_fields(msg: pb.DagSpec, path: str = "dag") -> dict[str, Any]:
+    """The fields a ``DagSpec`` sets, as ``validate_dag`` takes them (not validated yet)."""
     steps: list[dict[str, Any]] = []
     for i, step in enumerate(msg.steps):
         where = f"{path}.steps[{i}]"
@@ -32,7 +37,24 @@ def dag_from_proto(msg: pb.DagSpec, path: str = "dag") -> DagSubmission:
             raw[name] = value
     if msg.labels:
         raw["labels"] = dict(msg.labels)
-    return validate_dag(raw, path)
+    return raw
+
+
+def dag_to_proto(dag: DagSubmission) -> pb.DagSpec:
+    """The ``DagSpec`` of a validated run (its steps carry no namespace: it is the run's)."""
+    msg = pb.DagSpec(
+        namespace=dag.namespace,
+        queue=dag.queue,
+        name=dag.name or "",
+        failure_policy=dag.failure_policy,
+        idempotency_key=dag.idempotency_key or "",
+        labels=dag.labels,
+    )
+    for step in dag.steps:
+        task = task_spec(step.task)
+        task.namespace = ""
+        msg.steps.append(pb.DagStep(name=step.name, depends_on=list(step.depends_on), task=task))
+    return msg
 
 
 def run_to_proto(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from taskflow.api.convert import spec_to_dict, to_timestamp
-from taskflow.models import TaskSubmission
+from taskflow.api.convert import spec_to_dict, task_spec, to_timestamp
+from taskflow.api.dags import dag_fields, dag_to_proto
 from taskflow.scheduling.models import ScheduleRecord, ScheduleSpec, validate_schedule
 from taskflow_client.v1 import tasks_pb2 as pb
 
@@ -13,7 +14,11 @@ from taskflow_client.v1 import tasks_pb2 as pb
 def schedule_from_proto(msg: pb.ScheduleSpec, path: str = "schedule") -> ScheduleSpec:
     """Validate a ``ScheduleSpec`` message; errors name the field (``schedule.cron``)."""
     kind = msg.WhichOneof("target")
-    target = spec_to_dict(msg.task, f"{path}.task") if kind == "task" else None
+    target: Any = None
+    if kind == "task":
+        target = spec_to_dict(msg.task, f"{path}.task")
+    elif kind == "dag":
+        target = dag_fields(msg.dag, f"{path}.dag")
     return validate_schedule(
         namespace=msg.namespace,
         name=msg.name,
@@ -31,31 +36,6 @@ def schedule_from_proto(msg: pb.ScheduleSpec, path: str = "schedule") -> Schedul
     )
 
 
-def _task_spec(task: TaskSubmission) -> pb.TaskSpec:
-    spec = pb.TaskSpec(
-        namespace=task.namespace,
-        queue=task.queue,
-        handler=task.handler,
-        payload_json="" if task.payload_json == "null" else task.payload_json,
-        priority=task.priority,
-        timeout_seconds=task.timeout_seconds,
-        concurrency_key=task.concurrency_key or "",
-        concurrency_limit=task.concurrency_limit or 0,
-        labels=task.labels,
-    )
-    if task.max_retries is not None:
-        spec.max_retries = task.max_retries
-    if task.retry is not None:
-        spec.retry.CopyFrom(
-            pb.RetryPolicy(
-                initial_seconds=task.retry.initial_seconds,
-                multiplier=task.retry.multiplier,
-                max_seconds=task.retry.max_seconds,
-            )
-        )
-    return spec
-
-
 def spec_to_proto(spec: ScheduleSpec) -> pb.ScheduleSpec:
     msg = pb.ScheduleSpec(
         namespace=spec.namespace,
@@ -69,7 +49,9 @@ def spec_to_proto(spec: ScheduleSpec) -> pb.ScheduleSpec:
     if spec.starting_deadline_seconds is not None:
         msg.starting_deadline_seconds = spec.starting_deadline_seconds
     if spec.kind == "task":
-        msg.task.CopyFrom(_task_spec(spec.task()))
+        msg.task.CopyFrom(task_spec(spec.task()))
+    elif spec.kind == "dag":
+        msg.dag.CopyFrom(dag_to_proto(spec.dag()))
     return msg
 
 

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taskflow.cli.dags import run_dag_command
 from taskflow.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, CommandError, UsageError
@@ -27,6 +27,7 @@ from taskflow.cli.output import (
 )
 
 if TYPE_CHECKING:
+    from taskflow.models import TaskSubmission
     from taskflow.scheduling import ScheduleSpec
     from taskflow_client import Client, Task, TaskRequest
 
@@ -211,7 +212,8 @@ def _apply_schedules(client: Client, args: argparse.Namespace) -> int:
         schedule = client.put_schedule(
             spec.name,
             spec.cron,
-            _task_request(spec),
+            _task_request(spec.task()) if spec.kind == "task" else None,
+            dag=_dag_target(spec) if spec.kind == "dag" else None,
             timezone=spec.timezone,
             concurrency_policy=spec.concurrency_policy.value,
             suspend=spec.suspend,
@@ -231,11 +233,45 @@ def _apply_schedules(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_request(spec: ScheduleSpec) -> TaskRequest:
-    """The client's form of a schedule's task template (the engine's field names)."""
+def _dag_target(spec: ScheduleSpec) -> dict[str, Any]:
+    """The client's form of a DAG schedule's run (the engine's field names)."""
+    from taskflow_client import Step
+
+    dag = spec.dag()
+    steps = []
+    for step in dag.steps:
+        task = _task_request(step.task)
+        steps.append(
+            Step(
+                name=step.name,
+                handler=task.handler,
+                payload=task.payload,
+                depends_on=step.depends_on,
+                queue=task.queue,
+                priority=task.priority,
+                max_retries=task.max_retries,
+                timeout=task.timeout,
+                retry=task.retry,
+                labels=task.labels,
+                concurrency_key=task.concurrency_key,
+                concurrency_limit=task.concurrency_limit,
+            )
+        )
+    target: dict[str, Any] = {
+        "queue": dag.queue,
+        "steps": steps,
+        "failure_policy": dag.failure_policy,
+        "labels": dag.labels,
+    }
+    if dag.name:
+        target["name"] = dag.name
+    return target
+
+
+def _task_request(task: TaskSubmission) -> TaskRequest:
+    """The client's form of a task submission (the engine's field names)."""
     from taskflow_client import RetryPolicy, TaskRequest
 
-    task = spec.task()
     retry = task.retry
     return TaskRequest(
         queue=task.queue,

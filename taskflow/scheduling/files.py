@@ -15,6 +15,14 @@ apply FILE``::
           priority: 5
           max_retries: 2
           timeout_seconds: 900
+      - name: nightly-etl
+        cron: "30 2 * * *"
+        dag:                         # or a whole DAG run (as taskflow dag submit files have it)
+          queue: etl
+          failure_policy: fail_fast
+          steps:
+            - {name: extract, handler: extract}
+            - {name: load, handler: load, depends_on: [extract]}
 
 A bare list of schedules is accepted too. Every schedule is checked before any is used; an
 error names the file, the schedule and the field (``schedules[1].cron: ...``).
@@ -40,6 +48,7 @@ _KEYS: dict[str, type] = {
     "suspend": bool,
     "starting_deadline_seconds": int,
     "task": dict,
+    "dag": dict,
 }
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", dict: "a mapping"}
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -105,7 +114,7 @@ def parse_schedules(
 
 def _schedule(item: Any, path: str, namespace: str, owner: str) -> ScheduleSpec:
     if not isinstance(item, dict):
-        raise InvalidArgument(path, "must be a mapping (name, cron, task, ...)")
+        raise InvalidArgument(path, "must be a mapping (name, cron, task or dag, ...)")
     for key, value in item.items():
         kind = _KEYS.get(str(key))
         if kind is None:
@@ -116,9 +125,14 @@ def _schedule(item: Any, path: str, namespace: str, owner: str) -> ScheduleSpec:
             continue
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise InvalidArgument(f"{path}.{key}", f"must be {_TYPE_NAMES[kind]}, got {value!r}")
-    for required in ("name", "cron", "task"):
+    for required in ("name", "cron"):
         if item.get(required) is None:
             raise InvalidArgument(f"{path}.{required}", "is required")
+    if (item.get("task") is None) == (item.get("dag") is None):
+        raise InvalidArgument(
+            f"{path}.task", "give what each tick fires: a task, or a dag (one of them)"
+        )
+    target_kind = "dag" if item.get("dag") is not None else "task"
     return validate_schedule(
         namespace=item.get("namespace") or namespace,
         name=item["name"],
@@ -127,7 +141,8 @@ def _schedule(item: Any, path: str, namespace: str, owner: str) -> ScheduleSpec:
         concurrency_policy=item.get("concurrency_policy") or "",
         suspend=bool(item.get("suspend")),
         starting_deadline_seconds=item.get("starting_deadline_seconds"),
-        target=item["task"],
+        kind=target_kind,
+        target=item[target_kind],
         owner=owner,
         path=path,
     )

@@ -1,8 +1,9 @@
 """What a schedule is: its timing, its concurrency policy and what each tick fires.
 
-The target is stored polymorphically, as a ``kind`` and a JSON spec of that kind. Today the
-only kind is ``task``: a task submission, validated with ``TaskSubmission`` when the schedule
-is created or updated, so that a tick never fails on its spec.
+The target is stored polymorphically, as a ``kind`` and a JSON spec of that kind: ``task`` (a
+task submission, validated with ``TaskSubmission``) or ``dag`` (a whole DAG run, validated
+with ``validate_dag``), checked when the schedule is created or updated, so that a tick never
+fails on its spec.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from taskflow.errors import InvalidArgument
 from taskflow.models import _NAME_PATTERN, _NAMESPACE_PATTERN, TaskSubmission, validate_submission
 from taskflow.scheduling.cron import CronError, CronSchedule
 from taskflow.values import json_problem
+from taskflow.workflows.models import DagSubmission, validate_dag
 
-#: What a tick can fire. A DAG run joins this list once DAG runs exist.
-TARGET_KINDS = ("task",)
+#: What a tick can fire: a task, or a DAG run.
+TARGET_KINDS = ("task", "dag")
 #: Labels every fired task carries: which schedule fired it, and for which tick.
 SCHEDULE_LABEL = "taskflow.dev/schedule"
 TICK_LABEL = "taskflow.dev/tick"
@@ -97,6 +99,20 @@ class ScheduleSpec:
         return template.model_copy(
             update={"idempotency_key": tick_key(schedule_id, tick), "labels": labels}
         )
+
+    def dag(self, schedule_id: str | None = None, tick: datetime | None = None) -> DagSubmission:
+        """The run a ``dag`` schedule fires; with a tick, keyed and labelled by it."""
+        if self.kind != "dag":
+            raise InvalidArgument("kind", f"{self.kind!r} schedules do not fire a DAG run")
+        raw = {**self.target, "namespace": self.namespace}
+        if schedule_id is not None and tick is not None:
+            raw["idempotency_key"] = tick_key(schedule_id, tick)
+            raw["labels"] = {
+                **raw.get("labels", {}),
+                SCHEDULE_LABEL: self.name,
+                TICK_LABEL: tick_text(tick),
+            }
+        return validate_dag(raw)
 
 
 @dataclass(frozen=True)
@@ -202,11 +218,13 @@ def validate_schedule(
             f"{path}.kind",
             f"{kind!r} is not something a schedule can fire; one of: {', '.join(TARGET_KINDS)}",
         )
-    task = _task_template(target, namespace, f"{path}.task")
-    stored = _stored_target(task)
+    if kind == "dag":
+        stored = _dag_template(target, namespace, f"{path}.dag")
+    else:
+        stored = _stored_target(_task_template(target, namespace, f"{path}.task"))
     problem = json_problem(stored)
     if problem:
-        raise InvalidArgument(f"{path}.task", problem)
+        raise InvalidArgument(f"{path}.{kind}", problem)
     return ScheduleSpec(
         namespace=namespace,
         name=name,
@@ -229,6 +247,25 @@ def _stored_target(task: TaskSubmission) -> dict[str, Any]:
     )
     if task.payload_json != "null":
         stored["payload"] = task.payload
+    return stored
+
+
+def _dag_template(raw: Any, namespace: str, path: str) -> dict[str, Any]:
+    """The JSON spec a ``dag`` schedule keeps (its run's fields and steps, without namespace
+    and idempotency key), checked as a whole run now."""
+    if not isinstance(raw, dict):
+        raise InvalidArgument(path, "must be a mapping with queue and steps")
+    if raw.get("idempotency_key"):
+        raise InvalidArgument(f"{path}.idempotency_key", _PER_TICK_FIELDS["idempotency_key"])
+    given = raw.get("namespace")
+    if given and given != namespace:
+        raise InvalidArgument(
+            f"{path}.namespace",
+            f"{given!r} differs from the schedule's namespace {namespace!r}; a schedule fires "
+            "runs of its own namespace",
+        )
+    stored = {k: v for k, v in raw.items() if k not in ("namespace", "idempotency_key")}
+    validate_dag({**stored, "namespace": namespace}, path=path)
     return stored
 
 

@@ -40,7 +40,7 @@ from taskflow.errors import (
     PayloadTooLarge,
     Unavailable,
 )
-from taskflow.models import TaskRecord, TaskSubmission
+from taskflow.models import TaskSubmission
 from taskflow.scheduling.clock import SYSTEM_CLOCK, Clock
 from taskflow.scheduling.models import (
     TARGET_KINDS,
@@ -49,6 +49,7 @@ from taskflow.scheduling.models import (
     tick_text,
 )
 from taskflow.scheduling.store import Claim, Fire, ScheduleStore
+from taskflow.workflows.service import DagService
 
 log = logging.getLogger("taskflow.scheduler")
 
@@ -104,6 +105,7 @@ class Scheduler:
         concurrency: int = 8,
     ) -> None:
         self.engine = engine
+        self.dags = DagService(engine)
         self.store = ScheduleStore(engine.store.pool)
         self.clock = clock
         self.recheck = recheck
@@ -202,35 +204,65 @@ class Scheduler:
             await self._skip(record, tick, reason, next_at, report)
             return None
         previous = await self._unfinished(record)
+        what = "run" if spec.kind == "dag" else "task"
         if previous is not None and spec.concurrency_policy == ConcurrencyPolicy.FORBID:
-            reason = f"Forbid: the previous fire's task {previous.id} is still {previous.state}"
+            reason = f"Forbid: the previous fire's {what} {previous[0]} is still {previous[1]}"
             await self._skip(record, tick, reason, next_at, report)
             return None
         if previous is not None and spec.concurrency_policy == ConcurrencyPolicy.REPLACE:
             with contextlib.suppress(NotFound):  # expired meanwhile: nothing left to cancel
-                await self.engine.cancel(previous.id)
+                if spec.kind == "dag":
+                    await self.dags.cancel(previous[0])
+                else:
+                    await self.engine.cancel(previous[0])
             report.replaced += 1
             log.info(
-                "schedule %s: cancelled %s, the unfinished task of its previous fire (Replace)",
+                "schedule %s: cancelled %s, the unfinished %s of its previous fire (Replace)",
                 _name(record),
-                previous.id,
-                extra={"schedule": _name(record), "task_id": previous.id},
+                previous[0],
+                what,
+                extra={"schedule": _name(record), "task_id": previous[0]},
             )
         return _Decision(record, tick, needs_claim=True)
 
-    async def _unfinished(self, record: ScheduleRecord) -> TaskRecord | None:
-        """The previous fire's task, when the policy cares and it has not finished."""
+    async def _unfinished(self, record: ScheduleRecord) -> tuple[str, str] | None:
+        """The id and state of the previous fire's task (or run), when the policy cares and
+        it has not finished."""
         if record.spec.concurrency_policy == ConcurrencyPolicy.ALLOW or not record.last_task_id:
             return None
         try:
+            if record.spec.kind == "dag":
+                run = await self.dags.get(record.last_task_id)
+                return None if run.done else (run.id, run.state)
             task = await self.engine.get(record.last_task_id)
         except NotFound:
             return None  # expired after it finished
-        return None if task.done else task
+        return None if task.done else (task.id, task.state.value)
 
     async def _fire(self, claimed: list[_Decision], report: PassReport) -> None:
-        """Submit the tasks of claimed ticks in one call and record them in one statement.
-        Idempotent: a tick's key returns the task a killed scheduler already submitted."""
+        """Submit the tasks of claimed ticks in one call, the runs one each, and record them
+        in one statement. Idempotent: a tick's key returns the task (or run) a killed
+        scheduler already submitted."""
+        fired: list[tuple[_Decision, str]] = []
+        tasks: list[_Decision] = []
+        for decision in claimed:
+            if decision.record.spec.kind != "dag":
+                tasks.append(decision)
+                continue
+            try:
+                run_id, _ = await self.dags.submit(
+                    decision.record.spec.dag(decision.record.id, decision.tick)
+                )
+            except UNSUBMITTABLE as exc:
+                await self._abandon(decision, exc, report)
+                continue
+            fired.append((decision, run_id))
+        fired += await self._submit_tasks(tasks, report)
+        await self._record(fired, report)
+
+    async def _submit_tasks(
+        self, claimed: list[_Decision], report: PassReport
+    ) -> list[tuple[_Decision, str]]:
         ready: list[tuple[_Decision, TaskSubmission]] = []
         for decision in claimed:
             try:
@@ -241,7 +273,7 @@ class Scheduler:
                 continue
             ready.append((decision, submission))
         if not ready:
-            return
+            return []
         try:
             results = await self.engine.submit([s for _, s in ready])
         except UNSUBMITTABLE:
@@ -256,19 +288,24 @@ class Scheduler:
                     continue
                 kept.append((decision, submission))
             ready = kept
+        return [(d, r.task_id) for (d, _), r in zip(ready, results, strict=True)]
+
+    async def _record(self, fired: list[tuple[_Decision, str]], report: PassReport) -> None:
+        if not fired:
+            return
         fires = [
-            Fire(d.record.id, d.tick, r.task_id, d.record.spec.timing.next_after(d.tick))
-            for (d, _), r in zip(ready, results, strict=True)
+            Fire(d.record.id, d.tick, target_id, d.record.spec.timing.next_after(d.tick))
+            for d, target_id in fired
         ]
         now = self.clock.now()
         recorded = await self.store.record_fires(fires, now)
         report.lost_races += len(fires) - len(recorded)
-        for (decision, _), fire in zip(ready, fires, strict=True):
+        for (decision, _), fire in zip(fired, fires, strict=True):
             if fire.schedule_id not in recorded:
                 continue
             report.fired += 1
             log.info(
-                "schedule %s: tick %s fired task %s",
+                "schedule %s: tick %s fired %s",
                 _name(decision.record),
                 tick_text(fire.tick),
                 fire.task_id,

@@ -22,7 +22,11 @@ class ScheduleService:
 
     def check(self, spec: ScheduleSpec, payload_field: str) -> None:
         """What validation of the spec alone cannot know: the server's payload limit."""
-        self.engine.check_payload(spec.task(), payload_field)
+        if spec.kind == "dag":
+            for i, step in enumerate(spec.dag().steps):
+                self.engine.check_payload(step.task, f"schedule.dag.steps[{i}].payload_json")
+        else:
+            self.engine.check_payload(spec.task(), payload_field)
 
     async def put(
         self, spec: ScheduleSpec, *, payload_field: str = "schedule.task.payload_json"

@@ -165,3 +165,36 @@ async def test_taskflow_dag_reports_bad_files_and_refusals(cli: Cli, tmp_path: P
     assert code == 2 and "cannot read" in err
     code, _, err = await cli("dag", "status")
     assert code == 2 and "ID: required" in err
+
+
+async def test_a_dag_schedule_through_the_client(api_server: ApiServer) -> None:
+    from taskflow_client import AsyncClient, Step
+
+    async with AsyncClient(f"127.0.0.1:{api_server.grpc_port}") as client:
+        put = await client.put_schedule(
+            "etl",
+            "0 3 * * *",
+            dag={
+                "queue": QUEUE.name,
+                "failure_policy": "continue",
+                "steps": [Step("a", "h", {"x": 1}), Step("b", "h", depends_on=["a"])],
+            },
+            concurrency_policy="Forbid",
+        )
+        assert put.task is None and put.dag is not None
+        got = await client.get_schedule("etl")
+        assert got.dag is not None
+        assert got.dag["queue"] == QUEUE.name and got.dag["failure_policy"] == "continue"
+        assert [(s.name, s.payload, tuple(s.depends_on)) for s in got.dag["steps"]] == [
+            ("a", {"x": 1}, ()),
+            ("b", None, ("a",)),
+        ]
+        with pytest.raises(Exception, match=r"schedule.dag.steps\[1\].depends_on\[0\]"):
+            await client.put_schedule(
+                "bad",
+                "0 3 * * *",
+                dag={
+                    "queue": QUEUE.name,
+                    "steps": [Step("a", "h"), Step("b", "h", depends_on=["z"])],
+                },
+            )

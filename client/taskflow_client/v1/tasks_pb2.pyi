@@ -718,6 +718,7 @@ class ScheduleSpec(_message.Message):
     STARTING_DEADLINE_SECONDS_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
+    DAG_FIELD_NUMBER: _builtins.int
     namespace: _builtins.str
     """default "default" """
     name: _builtins.str
@@ -751,6 +752,13 @@ class ScheduleSpec(_message.Message):
         taskflow.dev/schedule and taskflow.dev/tick.
         """
 
+    @_builtins.property
+    def dag(self) -> Global___DagSpec:
+        """A whole DAG run; its namespace is the schedule's. Each tick submits it with the
+        idempotency key "schedule:<id>:<tick>" and the same labels; the concurrency policy
+        looks at the previous fire's run.
+        """
+
     def __init__(
         self,
         *,
@@ -763,14 +771,15 @@ class ScheduleSpec(_message.Message):
         starting_deadline_seconds: _builtins.int | None = ...,
         owner: _builtins.str = ...,
         task: Global___TaskSpec | None = ...,
+        dag: Global___DagSpec | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_starting_deadline_seconds", b"_starting_deadline_seconds", "starting_deadline_seconds", b"starting_deadline_seconds", "target", b"target", "task", b"task"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_starting_deadline_seconds", b"_starting_deadline_seconds", "dag", b"dag", "starting_deadline_seconds", b"starting_deadline_seconds", "target", b"target", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_starting_deadline_seconds", b"_starting_deadline_seconds", "concurrency_policy", b"concurrency_policy", "cron", b"cron", "name", b"name", "namespace", b"namespace", "owner", b"owner", "starting_deadline_seconds", b"starting_deadline_seconds", "suspend", b"suspend", "target", b"target", "task", b"task", "timezone", b"timezone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_starting_deadline_seconds", b"_starting_deadline_seconds", "concurrency_policy", b"concurrency_policy", "cron", b"cron", "dag", b"dag", "name", b"name", "namespace", b"namespace", "owner", b"owner", "starting_deadline_seconds", b"starting_deadline_seconds", "suspend", b"suspend", "target", b"target", "task", b"task", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__starting_deadline_seconds: _TypeAlias = _typing.Literal["starting_deadline_seconds"]  # noqa: Y015
     _WhichOneofArgType__starting_deadline_seconds: _TypeAlias = _typing.Literal["_starting_deadline_seconds", b"_starting_deadline_seconds"]  # noqa: Y015
-    _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["task"]  # noqa: Y015
+    _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["task", "dag"]  # noqa: Y015
     _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__starting_deadline_seconds) -> _WhichOneofReturnType__starting_deadline_seconds | None: ...
@@ -799,6 +808,7 @@ class Schedule(_message.Message):
     LAST_FIRED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     last_task_id: _builtins.str
+    """the task (or, for a DAG schedule, the run) of the latest fire"""
     fire_count: _builtins.int
     skip_count: _builtins.int
     """ticks skipped (Forbid, starting deadline)"""

@@ -1485,6 +1485,7 @@ type ScheduleSpec struct {
 	// Types that are valid to be assigned to Target:
 	//
 	//	*ScheduleSpec_Task
+	//	*ScheduleSpec_Dag
 	Target        isScheduleSpec_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1592,6 +1593,15 @@ func (x *ScheduleSpec) GetTask() *TaskSpec {
 	return nil
 }
 
+func (x *ScheduleSpec) GetDag() *DagSpec {
+	if x != nil {
+		if x, ok := x.Target.(*ScheduleSpec_Dag); ok {
+			return x.Dag
+		}
+	}
+	return nil
+}
+
 type isScheduleSpec_Target interface {
 	isScheduleSpec_Target()
 }
@@ -1603,7 +1613,16 @@ type ScheduleSpec_Task struct {
 	Task *TaskSpec `protobuf:"bytes,9,opt,name=task,proto3,oneof"`
 }
 
+type ScheduleSpec_Dag struct {
+	// A whole DAG run; its namespace is the schedule's. Each tick submits it with the
+	// idempotency key "schedule:<id>:<tick>" and the same labels; the concurrency policy
+	// looks at the previous fire's run.
+	Dag *DagSpec `protobuf:"bytes,10,opt,name=dag,proto3,oneof"`
+}
+
 func (*ScheduleSpec_Task) isScheduleSpec_Target() {}
+
+func (*ScheduleSpec_Dag) isScheduleSpec_Target() {}
 
 // A schedule and what the scheduler did with it.
 type Schedule struct {
@@ -1614,7 +1633,7 @@ type Schedule struct {
 	NextFireTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=next_fire_time,json=nextFireTime,proto3" json:"next_fire_time,omitempty"`
 	// The tick of the latest fire (the scheduled time, not when it was submitted).
 	LastFireTime   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_fire_time,json=lastFireTime,proto3" json:"last_fire_time,omitempty"`
-	LastTaskId     string                 `protobuf:"bytes,5,opt,name=last_task_id,json=lastTaskId,proto3" json:"last_task_id,omitempty"`
+	LastTaskId     string                 `protobuf:"bytes,5,opt,name=last_task_id,json=lastTaskId,proto3" json:"last_task_id,omitempty"` // the task (or, for a DAG schedule, the run) of the latest fire
 	FireCount      int64                  `protobuf:"varint,6,opt,name=fire_count,json=fireCount,proto3" json:"fire_count,omitempty"`
 	SkipCount      int64                  `protobuf:"varint,7,opt,name=skip_count,json=skipCount,proto3" json:"skip_count,omitempty"` // ticks skipped (Forbid, starting deadline)
 	LastSkipTime   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_skip_time,json=lastSkipTime,proto3" json:"last_skip_time,omitempty"`
@@ -3140,7 +3159,7 @@ const file_taskflow_v1_tasks_proto_rawDesc = "" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x19\n" +
 	"\btask_ids\x18\x03 \x03(\tR\ataskIds\"6\n" +
 	"\x19ReplayDeadLettersResponse\x12\x19\n" +
-	"\btask_ids\x18\x01 \x03(\tR\ataskIds\"\xe5\x02\n" +
+	"\btask_ids\x18\x01 \x03(\tR\ataskIds\"\x8f\x03\n" +
 	"\fScheduleSpec\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3150,7 +3169,9 @@ const file_taskflow_v1_tasks_proto_rawDesc = "" +
 	"\asuspend\x18\x06 \x01(\bR\asuspend\x12?\n" +
 	"\x19starting_deadline_seconds\x18\a \x01(\x05H\x01R\x17startingDeadlineSeconds\x88\x01\x01\x12\x14\n" +
 	"\x05owner\x18\b \x01(\tR\x05owner\x12+\n" +
-	"\x04task\x18\t \x01(\v2\x15.taskflow.v1.TaskSpecH\x00R\x04taskB\b\n" +
+	"\x04task\x18\t \x01(\v2\x15.taskflow.v1.TaskSpecH\x00R\x04task\x12(\n" +
+	"\x03dag\x18\n" +
+	" \x01(\v2\x14.taskflow.v1.DagSpecH\x00R\x03dagB\b\n" +
 	"\x06targetB\x1c\n" +
 	"\x1a_starting_deadline_seconds\"\xcf\x04\n" +
 	"\bSchedule\x12-\n" +
@@ -3393,77 +3414,78 @@ var file_taskflow_v1_tasks_proto_depIdxs = []int32{
 	11, // 16: taskflow.v1.ListTasksResponse.tasks:type_name -> taskflow.v1.Task
 	15, // 17: taskflow.v1.ListQueuesResponse.queues:type_name -> taskflow.v1.QueueStats
 	0,  // 18: taskflow.v1.ScheduleSpec.task:type_name -> taskflow.v1.TaskSpec
-	21, // 19: taskflow.v1.Schedule.spec:type_name -> taskflow.v1.ScheduleSpec
-	48, // 20: taskflow.v1.Schedule.next_fire_time:type_name -> google.protobuf.Timestamp
-	48, // 21: taskflow.v1.Schedule.last_fire_time:type_name -> google.protobuf.Timestamp
-	48, // 22: taskflow.v1.Schedule.last_skip_time:type_name -> google.protobuf.Timestamp
-	48, // 23: taskflow.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	48, // 24: taskflow.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	48, // 25: taskflow.v1.Schedule.last_fired_at:type_name -> google.protobuf.Timestamp
-	21, // 26: taskflow.v1.PutScheduleRequest.schedule:type_name -> taskflow.v1.ScheduleSpec
-	22, // 27: taskflow.v1.PutScheduleResponse.schedule:type_name -> taskflow.v1.Schedule
-	22, // 28: taskflow.v1.ListSchedulesResponse.schedules:type_name -> taskflow.v1.Schedule
-	0,  // 29: taskflow.v1.DagStep.task:type_name -> taskflow.v1.TaskSpec
-	45, // 30: taskflow.v1.DagSpec.labels:type_name -> taskflow.v1.DagSpec.LabelsEntry
-	31, // 31: taskflow.v1.DagSpec.steps:type_name -> taskflow.v1.DagStep
-	32, // 32: taskflow.v1.SubmitDagRequest.dag:type_name -> taskflow.v1.DagSpec
-	48, // 33: taskflow.v1.DagRunStep.started_at:type_name -> google.protobuf.Timestamp
-	48, // 34: taskflow.v1.DagRunStep.finished_at:type_name -> google.protobuf.Timestamp
-	10, // 35: taskflow.v1.DagRunStep.attempt_history:type_name -> taskflow.v1.Attempt
-	46, // 36: taskflow.v1.DagRun.labels:type_name -> taskflow.v1.DagRun.LabelsEntry
-	48, // 37: taskflow.v1.DagRun.created_at:type_name -> google.protobuf.Timestamp
-	48, // 38: taskflow.v1.DagRun.updated_at:type_name -> google.protobuf.Timestamp
-	48, // 39: taskflow.v1.DagRun.finished_at:type_name -> google.protobuf.Timestamp
-	47, // 40: taskflow.v1.DagRun.step_counts:type_name -> taskflow.v1.DagRun.StepCountsEntry
-	35, // 41: taskflow.v1.DagRun.steps:type_name -> taskflow.v1.DagRunStep
-	36, // 42: taskflow.v1.ListDagRunsResponse.runs:type_name -> taskflow.v1.DagRun
-	2,  // 43: taskflow.v1.TaskService.SubmitTask:input_type -> taskflow.v1.SubmitTaskRequest
-	4,  // 44: taskflow.v1.TaskService.SubmitTasks:input_type -> taskflow.v1.SubmitTasksRequest
-	6,  // 45: taskflow.v1.TaskService.GetTask:input_type -> taskflow.v1.GetTaskRequest
-	7,  // 46: taskflow.v1.TaskService.WatchTask:input_type -> taskflow.v1.WatchTaskRequest
-	8,  // 47: taskflow.v1.TaskService.CancelTask:input_type -> taskflow.v1.CancelTaskRequest
-	12, // 48: taskflow.v1.TaskService.ListTasks:input_type -> taskflow.v1.ListTasksRequest
-	14, // 49: taskflow.v1.TaskService.GetQueueStats:input_type -> taskflow.v1.GetQueueStatsRequest
-	16, // 50: taskflow.v1.TaskService.ListQueues:input_type -> taskflow.v1.ListQueuesRequest
-	18, // 51: taskflow.v1.TaskService.ListDeadLetters:input_type -> taskflow.v1.ListDeadLettersRequest
-	19, // 52: taskflow.v1.TaskService.ReplayDeadLetters:input_type -> taskflow.v1.ReplayDeadLettersRequest
-	23, // 53: taskflow.v1.TaskService.PutSchedule:input_type -> taskflow.v1.PutScheduleRequest
-	25, // 54: taskflow.v1.TaskService.GetSchedule:input_type -> taskflow.v1.GetScheduleRequest
-	26, // 55: taskflow.v1.TaskService.ListSchedules:input_type -> taskflow.v1.ListSchedulesRequest
-	28, // 56: taskflow.v1.TaskService.DeleteSchedule:input_type -> taskflow.v1.DeleteScheduleRequest
-	30, // 57: taskflow.v1.TaskService.SetScheduleSuspended:input_type -> taskflow.v1.SetScheduleSuspendedRequest
-	33, // 58: taskflow.v1.TaskService.SubmitDag:input_type -> taskflow.v1.SubmitDagRequest
-	37, // 59: taskflow.v1.TaskService.GetDagRun:input_type -> taskflow.v1.GetDagRunRequest
-	38, // 60: taskflow.v1.TaskService.WatchDagRun:input_type -> taskflow.v1.WatchDagRunRequest
-	39, // 61: taskflow.v1.TaskService.CancelDagRun:input_type -> taskflow.v1.CancelDagRunRequest
-	40, // 62: taskflow.v1.TaskService.RetryDagRun:input_type -> taskflow.v1.RetryDagRunRequest
-	41, // 63: taskflow.v1.TaskService.ListDagRuns:input_type -> taskflow.v1.ListDagRunsRequest
-	3,  // 64: taskflow.v1.TaskService.SubmitTask:output_type -> taskflow.v1.SubmitTaskResponse
-	5,  // 65: taskflow.v1.TaskService.SubmitTasks:output_type -> taskflow.v1.SubmitTasksResponse
-	11, // 66: taskflow.v1.TaskService.GetTask:output_type -> taskflow.v1.Task
-	11, // 67: taskflow.v1.TaskService.WatchTask:output_type -> taskflow.v1.Task
-	9,  // 68: taskflow.v1.TaskService.CancelTask:output_type -> taskflow.v1.CancelTaskResponse
-	13, // 69: taskflow.v1.TaskService.ListTasks:output_type -> taskflow.v1.ListTasksResponse
-	15, // 70: taskflow.v1.TaskService.GetQueueStats:output_type -> taskflow.v1.QueueStats
-	17, // 71: taskflow.v1.TaskService.ListQueues:output_type -> taskflow.v1.ListQueuesResponse
-	13, // 72: taskflow.v1.TaskService.ListDeadLetters:output_type -> taskflow.v1.ListTasksResponse
-	20, // 73: taskflow.v1.TaskService.ReplayDeadLetters:output_type -> taskflow.v1.ReplayDeadLettersResponse
-	24, // 74: taskflow.v1.TaskService.PutSchedule:output_type -> taskflow.v1.PutScheduleResponse
-	22, // 75: taskflow.v1.TaskService.GetSchedule:output_type -> taskflow.v1.Schedule
-	27, // 76: taskflow.v1.TaskService.ListSchedules:output_type -> taskflow.v1.ListSchedulesResponse
-	29, // 77: taskflow.v1.TaskService.DeleteSchedule:output_type -> taskflow.v1.DeleteScheduleResponse
-	22, // 78: taskflow.v1.TaskService.SetScheduleSuspended:output_type -> taskflow.v1.Schedule
-	34, // 79: taskflow.v1.TaskService.SubmitDag:output_type -> taskflow.v1.SubmitDagResponse
-	36, // 80: taskflow.v1.TaskService.GetDagRun:output_type -> taskflow.v1.DagRun
-	36, // 81: taskflow.v1.TaskService.WatchDagRun:output_type -> taskflow.v1.DagRun
-	36, // 82: taskflow.v1.TaskService.CancelDagRun:output_type -> taskflow.v1.DagRun
-	36, // 83: taskflow.v1.TaskService.RetryDagRun:output_type -> taskflow.v1.DagRun
-	42, // 84: taskflow.v1.TaskService.ListDagRuns:output_type -> taskflow.v1.ListDagRunsResponse
-	64, // [64:85] is the sub-list for method output_type
-	43, // [43:64] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	32, // 19: taskflow.v1.ScheduleSpec.dag:type_name -> taskflow.v1.DagSpec
+	21, // 20: taskflow.v1.Schedule.spec:type_name -> taskflow.v1.ScheduleSpec
+	48, // 21: taskflow.v1.Schedule.next_fire_time:type_name -> google.protobuf.Timestamp
+	48, // 22: taskflow.v1.Schedule.last_fire_time:type_name -> google.protobuf.Timestamp
+	48, // 23: taskflow.v1.Schedule.last_skip_time:type_name -> google.protobuf.Timestamp
+	48, // 24: taskflow.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	48, // 25: taskflow.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	48, // 26: taskflow.v1.Schedule.last_fired_at:type_name -> google.protobuf.Timestamp
+	21, // 27: taskflow.v1.PutScheduleRequest.schedule:type_name -> taskflow.v1.ScheduleSpec
+	22, // 28: taskflow.v1.PutScheduleResponse.schedule:type_name -> taskflow.v1.Schedule
+	22, // 29: taskflow.v1.ListSchedulesResponse.schedules:type_name -> taskflow.v1.Schedule
+	0,  // 30: taskflow.v1.DagStep.task:type_name -> taskflow.v1.TaskSpec
+	45, // 31: taskflow.v1.DagSpec.labels:type_name -> taskflow.v1.DagSpec.LabelsEntry
+	31, // 32: taskflow.v1.DagSpec.steps:type_name -> taskflow.v1.DagStep
+	32, // 33: taskflow.v1.SubmitDagRequest.dag:type_name -> taskflow.v1.DagSpec
+	48, // 34: taskflow.v1.DagRunStep.started_at:type_name -> google.protobuf.Timestamp
+	48, // 35: taskflow.v1.DagRunStep.finished_at:type_name -> google.protobuf.Timestamp
+	10, // 36: taskflow.v1.DagRunStep.attempt_history:type_name -> taskflow.v1.Attempt
+	46, // 37: taskflow.v1.DagRun.labels:type_name -> taskflow.v1.DagRun.LabelsEntry
+	48, // 38: taskflow.v1.DagRun.created_at:type_name -> google.protobuf.Timestamp
+	48, // 39: taskflow.v1.DagRun.updated_at:type_name -> google.protobuf.Timestamp
+	48, // 40: taskflow.v1.DagRun.finished_at:type_name -> google.protobuf.Timestamp
+	47, // 41: taskflow.v1.DagRun.step_counts:type_name -> taskflow.v1.DagRun.StepCountsEntry
+	35, // 42: taskflow.v1.DagRun.steps:type_name -> taskflow.v1.DagRunStep
+	36, // 43: taskflow.v1.ListDagRunsResponse.runs:type_name -> taskflow.v1.DagRun
+	2,  // 44: taskflow.v1.TaskService.SubmitTask:input_type -> taskflow.v1.SubmitTaskRequest
+	4,  // 45: taskflow.v1.TaskService.SubmitTasks:input_type -> taskflow.v1.SubmitTasksRequest
+	6,  // 46: taskflow.v1.TaskService.GetTask:input_type -> taskflow.v1.GetTaskRequest
+	7,  // 47: taskflow.v1.TaskService.WatchTask:input_type -> taskflow.v1.WatchTaskRequest
+	8,  // 48: taskflow.v1.TaskService.CancelTask:input_type -> taskflow.v1.CancelTaskRequest
+	12, // 49: taskflow.v1.TaskService.ListTasks:input_type -> taskflow.v1.ListTasksRequest
+	14, // 50: taskflow.v1.TaskService.GetQueueStats:input_type -> taskflow.v1.GetQueueStatsRequest
+	16, // 51: taskflow.v1.TaskService.ListQueues:input_type -> taskflow.v1.ListQueuesRequest
+	18, // 52: taskflow.v1.TaskService.ListDeadLetters:input_type -> taskflow.v1.ListDeadLettersRequest
+	19, // 53: taskflow.v1.TaskService.ReplayDeadLetters:input_type -> taskflow.v1.ReplayDeadLettersRequest
+	23, // 54: taskflow.v1.TaskService.PutSchedule:input_type -> taskflow.v1.PutScheduleRequest
+	25, // 55: taskflow.v1.TaskService.GetSchedule:input_type -> taskflow.v1.GetScheduleRequest
+	26, // 56: taskflow.v1.TaskService.ListSchedules:input_type -> taskflow.v1.ListSchedulesRequest
+	28, // 57: taskflow.v1.TaskService.DeleteSchedule:input_type -> taskflow.v1.DeleteScheduleRequest
+	30, // 58: taskflow.v1.TaskService.SetScheduleSuspended:input_type -> taskflow.v1.SetScheduleSuspendedRequest
+	33, // 59: taskflow.v1.TaskService.SubmitDag:input_type -> taskflow.v1.SubmitDagRequest
+	37, // 60: taskflow.v1.TaskService.GetDagRun:input_type -> taskflow.v1.GetDagRunRequest
+	38, // 61: taskflow.v1.TaskService.WatchDagRun:input_type -> taskflow.v1.WatchDagRunRequest
+	39, // 62: taskflow.v1.TaskService.CancelDagRun:input_type -> taskflow.v1.CancelDagRunRequest
+	40, // 63: taskflow.v1.TaskService.RetryDagRun:input_type -> taskflow.v1.RetryDagRunRequest
+	41, // 64: taskflow.v1.TaskService.ListDagRuns:input_type -> taskflow.v1.ListDagRunsRequest
+	3,  // 65: taskflow.v1.TaskService.SubmitTask:output_type -> taskflow.v1.SubmitTaskResponse
+	5,  // 66: taskflow.v1.TaskService.SubmitTasks:output_type -> taskflow.v1.SubmitTasksResponse
+	11, // 67: taskflow.v1.TaskService.GetTask:output_type -> taskflow.v1.Task
+	11, // 68: taskflow.v1.TaskService.WatchTask:output_type -> taskflow.v1.Task
+	9,  // 69: taskflow.v1.TaskService.CancelTask:output_type -> taskflow.v1.CancelTaskResponse
+	13, // 70: taskflow.v1.TaskService.ListTasks:output_type -> taskflow.v1.ListTasksResponse
+	15, // 71: taskflow.v1.TaskService.GetQueueStats:output_type -> taskflow.v1.QueueStats
+	17, // 72: taskflow.v1.TaskService.ListQueues:output_type -> taskflow.v1.ListQueuesResponse
+	13, // 73: taskflow.v1.TaskService.ListDeadLetters:output_type -> taskflow.v1.ListTasksResponse
+	20, // 74: taskflow.v1.TaskService.ReplayDeadLetters:output_type -> taskflow.v1.ReplayDeadLettersResponse
+	24, // 75: taskflow.v1.TaskService.PutSchedule:output_type -> taskflow.v1.PutScheduleResponse
+	22, // 76: taskflow.v1.TaskService.GetSchedule:output_type -> taskflow.v1.Schedule
+	27, // 77: taskflow.v1.TaskService.ListSchedules:output_type -> taskflow.v1.ListSchedulesResponse
+	29, // 78: taskflow.v1.TaskService.DeleteSchedule:output_type -> taskflow.v1.DeleteScheduleResponse
+	22, // 79: taskflow.v1.TaskService.SetScheduleSuspended:output_type -> taskflow.v1.Schedule
+	34, // 80: taskflow.v1.TaskService.SubmitDag:output_type -> taskflow.v1.SubmitDagResponse
+	36, // 81: taskflow.v1.TaskService.GetDagRun:output_type -> taskflow.v1.DagRun
+	36, // 82: taskflow.v1.TaskService.WatchDagRun:output_type -> taskflow.v1.DagRun
+	36, // 83: taskflow.v1.TaskService.CancelDagRun:output_type -> taskflow.v1.DagRun
+	36, // 84: taskflow.v1.TaskService.RetryDagRun:output_type -> taskflow.v1.DagRun
+	42, // 85: taskflow.v1.TaskService.ListDagRuns:output_type -> taskflow.v1.ListDagRunsResponse
+	65, // [65:86] is the sub-list for method output_type
+	44, // [44:65] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_taskflow_v1_tasks_proto_init() }
@@ -3474,6 +3496,7 @@ func file_taskflow_v1_tasks_proto_init() {
 	file_taskflow_v1_tasks_proto_msgTypes[0].OneofWrappers = []any{}
 	file_taskflow_v1_tasks_proto_msgTypes[21].OneofWrappers = []any{
 		(*ScheduleSpec_Task)(nil),
+		(*ScheduleSpec_Dag)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
