@@ -306,6 +306,7 @@ class TaskStore:
                     [ids, attempts, [c.worker for c in latest], [c.started_at for c in latest]],
                 )
             )
+            statements.append((_COUNT_LATE_CLAIMS, [ids, attempts]))
         if progress:
             statements.append(
                 (
@@ -486,6 +487,14 @@ FROM unnest(%b::uuid[], %b::int[], %b::text[], %b::timestamptz[])
 WHERE t.id = v.id AND t.state NOT IN {TERMINAL_SQL} AND t.attempts <= v.attempt
   AND EXISTS (SELECT 1 FROM task_attempts a
               WHERE a.task_id = v.id AND a.number = v.attempt AND a.outcome = 'running')
+""".encode()
+
+# A claim of a task that had already ended still counts as a claim (attempts = claims so far);
+# the task's state and times stay as they are.
+_COUNT_LATE_CLAIMS: Any = f"""
+UPDATE tasks t SET attempts = v.attempt
+FROM unnest(%b::uuid[], %b::int[]) AS v(id, attempt)
+WHERE t.id = v.id AND t.state IN {TERMINAL_SQL} AND t.attempts < v.attempt
 """.encode()
 
 _SET_PROGRESS: Any = b"""

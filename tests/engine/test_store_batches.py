@@ -107,7 +107,10 @@ async def test_claims_of_tasks_that_already_ended(engine: Engine, submit: Submit
     assert record.already_ended == {(done, 2), (cancelled, 1)}
     assert await history(engine, done) == [(1, "succeeded"), (2, "superseded")]
     assert await history(engine, cancelled) == [(1, "cancelled")]
-    assert (await engine.get(done)).attempts == 1
+    # a late claim is still a claim; the task keeps the state and result it ended with
+    finished = await engine.get(done)
+    assert (finished.attempts, finished.state, finished.result) == (2, TaskState.SUCCEEDED, 1)
+    assert (await engine.get(cancelled)).attempts == 1
 
 
 async def test_expired_leases_follow_what_was_recorded(engine: Engine, submit: Submit) -> None:
