@@ -88,7 +88,7 @@ add_staging_replaces() {
     log "no staging replace directives found in $gomod"
     exit 1
   fi
-  if grep -E '^[[:space:]]*[^/[:space:]]+\S* => \.' "$gomod" | grep -qv '/staging/src/'; then
+  if grep -E '^[[:space:]]*[^/[:space:]]+\S* => \.' "$gomod" | grep -v '/staging/src/' >/dev/null; then
     log "k8s.io/kubernetes $K8S_VERSION has local replace directives outside staging/"
     exit 1
   fi

@@ -42,8 +42,12 @@ missing_packages() {
   for name in "${!FILES[@]}"; do
     [[ -e "$name" ]] || echo "${FILES[$name]}"
   done
+  # The cache is read whole first: `ldconfig -p | grep -q` under pipefail fails at random when
+  # grep exits early and ldconfig dies of SIGPIPE.
+  local cache
+  cache="$(PATH="$PATH:/usr/sbin:/sbin" ldconfig -p 2>/dev/null || true)"
   for name in "${LIBRARIES[@]}"; do
-    ldconfig -p 2>/dev/null | grep -q "$name" || echo libgpgme11
+    [[ "$cache" == *"$name"* ]] || echo libgpgme11
   done
 }
 
