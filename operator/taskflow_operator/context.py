@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,28 @@ class Leadership:
         self.changed.set()
 
 
+class EventBudget:
+    """A token bucket for Kubernetes Events: a burst of failures posts a few, not thousands."""
+
+    def __init__(self, per_second: float = 2.0, burst: int = 20) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        #: Events not posted because the budget was spent.
+        self.dropped = 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        self.dropped += 1
+        return False
+
+
 @dataclass
 class OperatorContext:
     config: OperatorConfig
@@ -53,6 +76,10 @@ class OperatorContext:
     #: One pass at a time per TaskQueue (event handlers and the daemon both reconcile).
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    #: Warning Events posted by the operator itself (failures), rate limited.
+    events: EventBudget = field(default_factory=EventBudget)
+    #: The engine reads of the Task mirror, on their own small pool (submits never wait on it).
+    mirror_engine: Engine | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     http: web.AppRunner | None = None
 

@@ -26,12 +26,27 @@ def parse_args(argv: Sequence[str]) -> tuple[OperatorConfig, argparse.Namespace]
         help="serve only this namespace (repeatable; default: every namespace)",
     )
     p.add_argument("--http-port", type=int, default=d.http_port, help="/metrics and backlog (8080)")
-    p.add_argument("--liveness", default=d.liveness_endpoint, help="kopf liveness endpoint URL")
+    p.add_argument(
+        "--http-host",
+        default=d.http_host,
+        help="address of the HTTP endpoints (127.0.0.1; 0.0.0.0 in a pod)",
+    )
+    p.add_argument(
+        "--liveness",
+        default=None,
+        help="kopf liveness endpoint URL (http://<--http-host>:8081/healthz; empty disables)",
+    )
     p.add_argument("--public-url", default=d.public_url, help="how KEDA reaches --http-port")
     p.add_argument("--peering", default=d.peering_name, help="kopf peering name (taskflow)")
     p.add_argument("--standalone", action="store_true", help="no peering / leader election")
     p.add_argument("--priority", type=int, default=d.priority, help="peering priority (0)")
     p.add_argument("--task-poll", type=float, default=d.task_poll_seconds, help="seconds (2)")
+    p.add_argument(
+        "--mirror-db-pool",
+        type=int,
+        default=d.mirror_pool_size,
+        help="PostgreSQL connections of the Task mirror, apart from submits' (2)",
+    )
     p.add_argument(
         "--housekeeping",
         action=argparse.BooleanOptionalAction,
@@ -41,16 +56,21 @@ def parse_args(argv: Sequence[str]) -> tuple[OperatorConfig, argparse.Namespace]
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-format", choices=["json", "text"], default="json")
     a = p.parse_args(list(argv))
+    if a.mirror_db_pool < 1:
+        p.error("--mirror-db-pool: must be at least 1")
+    liveness = f"http://{a.http_host}:8081/healthz" if a.liveness is None else a.liveness
     config = OperatorConfig(
         kubeconfig=a.kubeconfig,
         namespaces=tuple(a.namespaces),
         http_port=a.http_port,
-        liveness_endpoint=a.liveness,
+        http_host=a.http_host,
+        liveness_endpoint=liveness,
         public_url=a.public_url,
         peering_name=a.peering,
         standalone=a.standalone,
         priority=a.priority,
         task_poll_seconds=a.task_poll,
+        mirror_pool_size=a.mirror_db_pool,
         housekeeping=a.housekeeping,
     )
     return config, a

@@ -17,9 +17,10 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     #: ``/metrics`` and ``/v1/backlog/<ns>/<queue>`` (KEDA's metrics-api trigger); 0 disables.
     http_port: int = 8080
-    http_host: str = "0.0.0.0"
+    #: Where the HTTP endpoints listen: loopback unless told (a pod sets ``0.0.0.0``).
+    http_host: str = "127.0.0.1"
     #: kopf's liveness endpoint, e.g. ``http://0.0.0.0:8081/healthz``; empty disables.
-    liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
+    liveness_endpoint: str = "http://127.0.0.1:8081/healthz"
     #: How KEDA reaches this operator's HTTP port (``engine: keda`` only).
     public_url: str = field(
         default_factory=lambda: os.environ.get(
@@ -30,8 +31,10 @@ class OperatorConfig:
     peering_name: str = "taskflow"
     standalone: bool = False
     priority: int = 0
-    #: How often a running Task's status is compared with the engine.
+    #: How often the status of every unfinished Task is compared with the engine (one query).
     task_poll_seconds: float = 2.0
+    #: PostgreSQL connections of the Task mirror, apart from the pool submits use.
+    mirror_pool_size: int = 2
     #: Timeout of one worker pod's ``/healthz`` probe (in-flight count for deletion cost).
     pod_probe_timeout: float = 0.5
     #: Run housekeeping (lease reclaim, delayed promotion, Redis rebuild, retention).

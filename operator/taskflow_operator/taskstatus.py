@@ -51,6 +51,24 @@ def mirrored_status(
     }
 
 
+def submitted_status(
+    task_id: str, phase: TaskPhase, conditions: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """Right after submitting, without reading the record back (the mirror follows it)."""
+    conds = set_condition(conditions, SUBMITTED, TRUE, "Accepted", f"task {task_id}")
+    conds = set_condition(conds, FINISHED, FALSE, phase.value)
+    return {"phase": phase.value, "taskId": task_id, "attempts": 0, "conditions": conds}
+
+
+def waiting_status(
+    reason: str, message: str, conditions: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """A Task not submitted yet, for a reason that may pass (its TaskQueue is not there yet)."""
+    conds = set_condition(conditions, SUBMITTED, FALSE, reason, message)
+    conds = set_condition(conds, FINISHED, FALSE, TaskPhase.PENDING.value)
+    return {"phase": TaskPhase.PENDING.value, "conditions": conds}
+
+
 def _finished_message(task: TaskRecord) -> str:
     if task.state is TaskState.SUCCEEDED:
         return f"succeeded after {task.attempts} attempt(s)"

@@ -17,7 +17,6 @@ from taskflow_operator.context import OperatorContext, context
 from taskflow_operator.kube import Kube, load_configuration
 from taskflow_operator.metrics import OperatorMetrics, http_app
 from taskflow_operator.reconcile.housekeeping import housekeeping_loop
-from taskflow_operator.reconcile.ttl import ttl_loop
 from taskflow_operator.settings import OperatorConfig
 
 log = logging.getLogger("taskflow.operator")
@@ -32,10 +31,12 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             prefix=ANNOTATIONS_PREFIX
         )
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=ANNOTATIONS_PREFIX, key="last-handled-configuration"
+            prefix=ANNOTATIONS_PREFIX,
+            key="last-handled-configuration",
+            ignored_fields=["spec.payload"],  # a Task's payload is not copied into annotations
         )
         settings.persistence.finalizer = f"{ANNOTATIONS_PREFIX}/operator"
-        settings.posting.level = logging.INFO
+        settings.posting.level = logging.WARNING  # no Event per handler that succeeded
         settings.watching.server_timeout = 300
         memo.ctx = await _start(config)
 
@@ -82,7 +83,6 @@ async def _start(config: OperatorConfig) -> OperatorContext:
         ctx.leadership.hold()  # no peers: this operator always leads
     if config.housekeeping:
         ctx.background.append(asyncio.create_task(housekeeping_loop(ctx, ctx.stop)))
-    ctx.background.append(asyncio.create_task(ttl_loop(ctx, ctx.stop)))
     if config.http_port:
         runner = web.AppRunner(http_app(ctx.metrics, engine.queue_stats), access_log=None)
         await runner.setup()

@@ -3,28 +3,46 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
+from taskflow.engine import Engine
 from taskflow.errors import InvalidArgument, NotFound, PayloadTooLarge, Unavailable
 from taskflow.models import TaskRecord, validate_submission
 from taskflow_operator.context import OperatorContext
-from taskflow_operator.crd.task import TaskSpec
+from taskflow_operator.crd import GROUP, TASK, VERSION
+from taskflow_operator.crd.task import TaskPhase, TaskSpec
 from taskflow_operator.crd.taskqueue import TaskQueueSpec
+from taskflow_operator.reconcile.mirror import (
+    BatchMirror,
+    Followed,
+    FollowedIndex,
+    Key,
+    followed_entry,
+)
 from taskflow_operator.taskstatus import (
     is_finished,
     mirrored_status,
     rejected_status,
     status_changed,
+    submitted_status,
+    waiting_status,
 )
 
 log = logging.getLogger("taskflow.operator.tasks")
 PLURAL = "tasks"
 QUEUE_NOT_FOUND = "QueueNotFound"
 INVALID = "InvalidSpec"
+MAX_WAIT_SECONDS = 60
+MAX_EVENT_CHARS = 1024
+#: kopf's index of TaskQueue specs by ``(namespace, name)``.
+QueueIndex = Mapping[Key, Iterable[Mapping[str, Any]]]
 
 
 def idempotency_key(uid: str) -> str:
@@ -60,70 +78,135 @@ def submission(
     return raw
 
 
-async def submit_task(ctx: OperatorContext, body: Any) -> dict[str, Any] | None:
-    """Submit when not yet submitted; return the status to write (None: nothing to do)."""
+@dataclass(frozen=True)
+class Outcome:
+    """What one submit pass decided: the status to write, and whether to try again later."""
+
+    status: dict[str, Any] | None
+    retry_in: float | None = None
+    why: str = ""
+
+
+def retry_delay(retry: int) -> float:
+    """Backoff while a Task waits for its TaskQueue: 1 s, 2 s, 4 s ... at most a minute."""
+    return float(min(MAX_WAIT_SECONDS, 2 ** min(retry, 6)))
+
+
+def queue_entry(body: Any) -> dict[Key, dict[str, Any]]:
+    """A TaskQueue's entry in the operator's index of them: its spec by (namespace, name)."""
+    meta = body["metadata"]
+    return {(meta["namespace"], meta["name"]): dict(body.get("spec") or {})}
+
+
+def queue_spec(queues: QueueIndex, namespace: str, name: str) -> TaskQueueSpec | None:
+    """The TaskQueue from the index kopf keeps of them (no API read per Task)."""
+    for spec in queues.get((namespace, name)) or ():
+        return TaskQueueSpec.model_validate(dict(spec))
+    return None
+
+
+async def submit_task(ctx: OperatorContext, body: Any, queues: QueueIndex, retry: int) -> Outcome:
+    """Submit when not yet submitted. The status is built from the submit's answer, not read
+    back: the mirror brings it up to date on its next tick."""
     status = dict(body.get("status") or {})
     if status.get("taskId") or is_finished(status):
-        return None
+        return Outcome(None)
     meta = body["metadata"]
     ns, uid, name = meta["namespace"], meta["uid"], meta["name"]
+    conditions = status.get("conditions") or []
     try:
         spec = TaskSpec.model_validate(dict(body["spec"]))
     except ValidationError as exc:
         return _reject(ctx, body, INVALID, f"spec: {exc.errors()[0]['msg']}")
-    queue_body = await ctx.kube.get_object("taskqueues", ns, spec.queue)
-    if queue_body is None:
-        message = f"no TaskQueue {spec.queue!r} in namespace {ns}"
-        return _reject(ctx, body, QUEUE_NOT_FOUND, message)
-    queue = TaskQueueSpec.model_validate(dict(queue_body.get("spec") or {}))
+    queue = queue_spec(queues, ns, spec.queue)
+    if queue is None:
+        message = f"waiting for TaskQueue {spec.queue!r} in namespace {ns}"
+        wanted = waiting_status(QUEUE_NOT_FOUND, message, conditions)
+        ctx.metrics.submissions.labels(QUEUE_NOT_FOUND).inc()
+        changed = status_changed(status, wanted)
+        return Outcome(wanted if changed else None, retry_delay(retry), message)
     try:
         sub = validate_submission(submission(ns, uid, name, spec, queue), "spec")
         (result,) = await ctx.engine.submit([sub])
-        task = await ctx.engine.get(result.task_id)
     except (InvalidArgument, PayloadTooLarge) as exc:
         return _reject(ctx, body, INVALID, str(exc))
     except (Unavailable, OSError) as exc:
         ctx.metrics.errors.labels("Task").inc()
         raise kopf.TemporaryError(f"engine unavailable: {exc}", delay=5) from exc
     ctx.metrics.submissions.labels("created" if result.created else "existing").inc()
-    kopf.info(body, reason="Submitted", message=f"task {result.task_id} on queue {spec.queue}")
-    return mirrored_status(task, datetime.now(UTC), status.get("conditions") or [])
+    later = bool(spec.delay_seconds) or (
+        spec.run_at is not None and spec.run_at > datetime.now(UTC)
+    )
+    phase = TaskPhase.SCHEDULED if later else TaskPhase.QUEUED
+    return Outcome(submitted_status(result.task_id, phase, conditions))
 
 
-def _reject(ctx: OperatorContext, body: Any, reason: str, message: str) -> dict[str, Any]:
+def _reject(ctx: OperatorContext, body: Any, reason: str, message: str) -> Outcome:
     ctx.metrics.submissions.labels(reason).inc()
-    kopf.warn(body, reason=reason, message=message)
-    return rejected_status(reason, message, (body.get("status") or {}).get("conditions") or [])
+    warn(ctx, body, reason, message)
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return Outcome(rejected_status(reason, message, conditions))
 
 
-async def follow_task(ctx: OperatorContext, body: Any) -> dict[str, Any] | None:
-    """The status to write when the engine's record moved on (None: unchanged)."""
-    status = dict(body.get("status") or {})
-    task_id = status.get("taskId")
-    if not task_id or is_finished(status):
+def warn(ctx: OperatorContext, body: Any, reason: str, message: str) -> None:
+    """A Warning Event on the object, within the operator's event budget."""
+    if ctx.events.take():
+        kopf.warn(body, reason=reason, message=message[:MAX_EVENT_CHARS])
+
+
+# -- mirroring ------------------------------------------------------------------------------
+
+
+def followed_task(body: Any) -> dict[Key, Followed] | None:
+    """The mirror's index entry of a Task: submitted and not finished."""
+    if is_finished(dict(body.get("status") or {})):
         return None
-    task = await _get(ctx, task_id)
-    if task is None:
-        return rejected_status(
-            "TaskNotFound",
-            f"task {task_id} is gone from the engine",
-            status.get("conditions") or [],
-        )
-    wanted = mirrored_status(task, datetime.now(UTC), status.get("conditions") or [])
-    return wanted if status_changed(status, wanted) else None
+    return followed_entry(body, "taskId")
 
 
-def expired(body: Any, now: datetime) -> bool:
-    """Finished for longer than ``ttlSecondsAfterFinished``."""
-    ttl = (body.get("spec") or {}).get("ttlSecondsAfterFinished")
-    status = body.get("status") or {}
-    done = status.get("completionTime")
-    if ttl is None or not is_finished(status):
+def is_finished_status(status: Mapping[str, Any]) -> bool:
+    return is_finished(dict(status))
+
+
+def task_mirror(
+    ctx: OperatorContext, index: FollowedIndex, engine: Engine
+) -> BatchMirror[TaskRecord]:
+    """The mirror of every followed Task: one ``engine.get_many`` a tick."""
+
+    async def fetch(task_ids: list[str]) -> Mapping[str, TaskRecord]:
+        return await engine.get_many([t for t in task_ids if _is_task_id(t)])
+
+    def render(entry: Followed, task: TaskRecord | None) -> dict[str, Any]:
+        conditions = entry.status.get("conditions") or []
+        if task is None:
+            message = f"task {entry.ref} is gone from the engine"
+            return rejected_status("TaskNotFound", message, conditions)
+        return mirrored_status(task, datetime.now(UTC), conditions)
+
+    async def patch(namespace: str, name: str, status: dict[str, Any]) -> bool:
+        return await ctx.kube.patch_status_if_exists(PLURAL, namespace, name, status)
+
+    def written(entry: Followed, status: dict[str, Any]) -> None:
+        if status.get("phase") == TaskPhase.FAILED.value:
+            reference = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": TASK.kind,
+                "metadata": {"namespace": entry.namespace, "name": entry.name, "uid": entry.uid},
+            }
+            warn(ctx, reference, TaskPhase.FAILED.value, status.get("error") or "failed")
+
+    return BatchMirror(
+        TASK.kind, index, fetch, render, patch, is_done=is_finished_status, written=written
+    )
+
+
+def _is_task_id(raw: str) -> bool:
+    try:
+        uuid.UUID(raw)
+    except ValueError:
+        log.warning("status.taskId is not a task id", extra={"task": raw})
         return False
-    if not done:
-        return True
-    finished = datetime.strptime(done, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return now >= finished + timedelta(seconds=int(ttl))
+    return True
 
 
 async def cancel_task(ctx: OperatorContext, body: Any) -> None:
@@ -138,12 +221,3 @@ async def cancel_task(ctx: OperatorContext, body: Any) -> None:
     except (Unavailable, OSError) as exc:
         raise kopf.TemporaryError(f"engine unavailable: {exc}", delay=5) from exc
     log.info("cancelled", extra={"task": task_id, "state": task.state.value})
-
-
-async def _get(ctx: OperatorContext, task_id: str) -> TaskRecord | None:
-    try:
-        return await ctx.engine.get(task_id)
-    except NotFound:
-        return None
-    except (Unavailable, OSError) as exc:
-        raise kopf.TemporaryError(f"engine unavailable: {exc}", delay=5) from exc
