@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from taskflow.models import RetryPolicy, TaskRecord, TaskState
 from taskflow_operator.crd.task import TaskSpec
 from taskflow_operator.crd.taskqueue import TaskQueueSpec
-from taskflow_operator.reconcile.tasks import expired, idempotency_key, submission
+from taskflow_operator.reconcile.tasks import idempotency_key, submission
+from taskflow_operator.reconcile.ttl import expiry
 from taskflow_operator.taskstatus import mirrored_status, rejected_status, status_changed
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -92,7 +93,6 @@ def test_ttl_expiry() -> None:
         "spec": {"ttlSecondsAfterFinished": 30},
         "status": {"phase": "Succeeded", "completionTime": "2030-01-01T00:00:00Z"},
     }
-    assert not expired(body, NOW + timedelta(seconds=29))
-    assert expired(body, NOW + timedelta(seconds=30))
+    assert expiry(body) == NOW + timedelta(seconds=30)
     body["status"]["phase"] = "Running"
-    assert not expired(body, NOW + timedelta(days=1))
+    assert expiry(body) is None

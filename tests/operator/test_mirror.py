@@ -1,0 +1,152 @@
+"""The batched Task mirror and the TTL sweeper, against the real engine and an index like kopf's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from taskflow.engine import Engine
+from taskflow.models import TaskRecord, validate_submission
+from taskflow_operator.context import EventBudget, Leadership
+from taskflow_operator.crd.task import TaskPhase
+from taskflow_operator.reconcile.mirror import Followed, Key
+from taskflow_operator.reconcile.tasks import task_mirror
+from taskflow_operator.reconcile.ttl import Expiring, TtlSweeper
+from taskflow_operator.taskstatus import submitted_status
+
+NS = "mirror"
+
+
+class FakeKube:
+    """Records patches and deletions; objects in ``gone`` answer 404."""
+
+    def __init__(self) -> None:
+        self.patches: list[tuple[str, str, dict[str, Any]]] = []
+        self.deleted: list[tuple[str, str, str | None]] = []
+        self.gone: set[str] = set()
+        self.lists = 0
+
+    async def patch_status_if_exists(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> bool:
+        if name in self.gone:
+            return False
+        self.patches.append((namespace, name, status))
+        return True
+
+    async def delete_object(
+        self, plural: str, namespace: str, name: str, *, uid: str | None = None
+    ) -> None:
+        self.deleted.append((namespace, name, uid))
+
+    async def list_objects(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        self.lists += 1
+        raise AssertionError("the TTL sweeper must not list Tasks")
+
+
+def fake_context(kube: FakeKube) -> Any:
+    leadership = Leadership()
+    leadership.hold()
+    config = SimpleNamespace(task_poll_seconds=0.05)
+    # No budget for Events: they need a running kopf to post them.
+    return SimpleNamespace(
+        kube=kube, events=EventBudget(0, 0), leadership=leadership, config=config
+    )
+
+
+class CountingEngine:
+    """The engine's batch read, counted."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.calls: list[list[str]] = []
+        self.during: list[Any] = []
+
+    async def get_many(self, task_ids: list[str]) -> dict[str, TaskRecord]:
+        self.calls.append(list(task_ids))
+        for hook in self.during:
+            hook()
+        return await self.engine.get_many(task_ids)
+
+
+async def submit(engine: Engine, n: int) -> list[str]:
+    subs = [
+        validate_submission({"namespace": NS, "queue": "q", "handler": "h", "payload": i}, "spec")
+        for i in range(n)
+    ]
+    return [r.task_id for r in await engine.submit(subs)]
+
+
+def followed(names_ids: list[tuple[str, str]]) -> dict[Key, list[Followed]]:
+    index: dict[Key, list[Followed]] = {}
+    for name, task_id in names_ids:
+        status = submitted_status(task_id, TaskPhase.QUEUED)
+        index[(NS, name)] = [Followed(NS, name, f"uid-{name}", task_id, status)]
+    return index
+
+
+async def test_a_status_change_reaches_its_object_within_one_tick(engine: Engine) -> None:
+    ids = await submit(engine, 3)
+    index = followed([(f"t{i}", task_id) for i, task_id in enumerate(ids)])
+    kube = FakeKube()
+    reads = CountingEngine(engine)
+    mirror = task_mirror(fake_context(kube), index, reads)  # type: ignore[arg-type]
+
+    assert await mirror.tick() == 0  # all three are queued, as their objects say
+    await engine.cancel(ids[1])
+    assert await mirror.tick() == 1
+    ((ns, name, status),) = kube.patches
+    assert (ns, name, status["phase"]) == (NS, "t1", "Cancelled")
+    assert status["completionTime"]
+    # One query a tick, for every followed Task.
+    assert len(reads.calls) == 2 and all(sorted(c) == sorted(ids) for c in reads.calls)
+
+    # Not written again while the index still shows the old status.
+    assert await mirror.tick() == 0
+    assert len(kube.patches) == 1
+
+
+async def test_an_object_deleted_mid_tick_is_skipped(engine: Engine) -> None:
+    ids = await submit(engine, 3)
+    index = followed([(f"t{i}", task_id) for i, task_id in enumerate(ids)])
+    kube = FakeKube()
+    reads = CountingEngine(engine)
+    mirror = task_mirror(fake_context(kube), index, reads)  # type: ignore[arg-type]
+    for task_id in ids:
+        await engine.cancel(task_id)
+
+    # t0 leaves the index while the engine is being read; t2 is gone from the API (404).
+    reads.during.append(lambda: index.pop((NS, "t0")))
+    kube.gone.add("t2")
+    assert await mirror.tick() == 1
+    assert [name for _, name, _ in kube.patches] == ["t1"]
+
+
+async def test_a_task_gone_from_the_engine_reads_as_failed(engine: Engine) -> None:
+    index = followed([("lost", "0190a000-0000-7000-8000-0000000000ff"), ("bad", "not-a-uuid")])
+    kube = FakeKube()
+    mirror = task_mirror(fake_context(kube), index, engine)
+    assert await mirror.tick() == 2
+    by_name = {name: status for _, name, status in kube.patches}
+    assert by_name["lost"]["phase"] == "Failed"
+    assert "gone from the engine" in by_name["lost"]["error"]
+    assert by_name["bad"]["phase"] == "Failed"
+
+
+async def test_ttl_deletes_what_is_due_from_the_index_without_listing() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    index: Mapping[Key, list[Expiring]] = {
+        (NS, "due"): [Expiring(NS, "due", "uid-due", now - timedelta(seconds=1))],
+        (NS, "later"): [Expiring(NS, "later", "uid-later", now + timedelta(seconds=60))],
+    }
+    kube = FakeKube()
+    sweeper = TtlSweeper(fake_context(kube), index)
+    assert await sweeper.sweep(now) == 1
+    assert kube.deleted == [(NS, "due", "uid-due")]
+    # Deleted once, not again while kopf has not yet seen the deletion.
+    assert await sweeper.sweep(now) == 0
+    assert await sweeper.sweep(now + timedelta(seconds=61)) == 1
+    assert kube.deleted[-1] == (NS, "later", "uid-later")
+    assert kube.lists == 0
