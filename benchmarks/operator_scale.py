@@ -34,7 +34,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil  # type: ignore[import-untyped]
 import psycopg
@@ -208,7 +208,7 @@ def xact_total(conn: psycopg.Connection[Any]) -> int:
 def api_counts(api: client.ApiClient) -> Counter[str]:
     """kube-apiserver's request counters for tasks and events, by ``verb resource[/sub]``."""
     response = api.call_api("GET", f"{api.configuration.host}/metrics")
-    text = bytes(response.read()).decode()
+    text = bytes(response.read()).decode()  # type: ignore[no-untyped-call]
     counts: Counter[str] = Counter()
     pattern = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$")
     for line in text.splitlines():
@@ -240,7 +240,7 @@ def phases(custom: client.CustomObjectsApi) -> Counter[str]:
     out = custom.list_namespaced_custom_object(
         GROUP, VERSION, NAMESPACE, "tasks", resource_version="0", _preload_content=False
     )
-    items = json.loads(out.data).get("items") or []
+    items = json.loads(cast(Any, out).data).get("items") or []
     return Counter(
         (i.get("status") or {}).get("phase") or "-"
         for i in items
