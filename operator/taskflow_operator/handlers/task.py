@@ -32,21 +32,21 @@ QUEUES = (GROUP, VERSION, TASKQUEUE.plural)
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
-    @kopf.index(*QUEUES, registry=registry)
+    @kopf.index(*QUEUES, id="task_queues", registry=registry)
     def task_queues(body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return queue_entry(body)
 
-    @kopf.index(*RESOURCE, registry=registry)
+    @kopf.index(*RESOURCE, id="followed_tasks", registry=registry)
     def followed_tasks(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
         return followed_task(body)
 
-    @kopf.index(*RESOURCE, registry=registry)
+    @kopf.index(*RESOURCE, id="expiring_tasks", registry=registry)
     def expiring_tasks(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
         return expiring_entry(body)
 
     @kopf.on.startup(registry=registry)
     async def follow(memo: kopf.Memo, **kwargs: Any) -> None:
-        # kopf hands each index to every handler as a keyword named after its function.
+        # kopf hands each index to every handler as a keyword named by its id.
         followed: kopf.Index[Any, Any] = kwargs["followed_tasks"]
         expiring: kopf.Index[Any, Any] = kwargs["expiring_tasks"]
         ctx = context(memo)
