@@ -44,7 +44,8 @@ class Kube:
     def __init__(
         self, configuration: client.Configuration, pool_size: int = DEFAULT_POOL_SIZE
     ) -> None:
-        configuration.connection_pool_maxsize = pool_size
+        # Twice the threads: a connection still being released is not discarded.
+        configuration.connection_pool_maxsize = 2 * pool_size
         self._threads = ThreadPoolExecutor(pool_size, thread_name_prefix="kube")
         self.api = client.ApiClient(configuration)
         self.apps = client.AppsV1Api(self.api)
