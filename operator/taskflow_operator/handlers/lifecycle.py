@@ -16,6 +16,7 @@ from taskflow.store import apply_migrations
 from taskflow_operator.context import OperatorContext, context
 from taskflow_operator.kube import Kube, load_configuration
 from taskflow_operator.metrics import OperatorMetrics, http_app
+from taskflow_operator.persistence import TaskDiffBaseStorage
 from taskflow_operator.reconcile.housekeeping import housekeeping_loop
 from taskflow_operator.settings import OperatorConfig
 
@@ -30,10 +31,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
             prefix=ANNOTATIONS_PREFIX
         )
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=ANNOTATIONS_PREFIX,
-            key="last-handled-configuration",
-            ignored_fields=["spec.payload"],  # a Task's payload is not copied into annotations
+        # A Task's is derived from its status (never written, no copy of its payload).
+        settings.persistence.diffbase_storage = TaskDiffBaseStorage(
+            prefix=ANNOTATIONS_PREFIX, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{ANNOTATIONS_PREFIX}/operator"
         settings.posting.level = logging.WARNING  # no Event per handler that succeeded

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from taskflow_operator.persistence import TaskDiffBaseStorage
+
+STORAGE = TaskDiffBaseStorage(prefix="taskflow.dev", key="last-handled-configuration")
+
+
+def body(kind: str, status: dict[str, Any] | None = None) -> kopf.Body:
+    raw = {
+        "apiVersion": "taskflow.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"namespace": "ns", "name": "x", "uid": "u", "annotations": {}},
+        "spec": {"queue": "q", "handler": "h", "payload": {"big": "x" * 1000}},
+        "status": status or {},
+    }
+    return kopf.Body(raw)  # type: ignore[arg-type]
+
+
+def test_a_task_is_new_until_its_status_shows_it_was_handled() -> None:
+    assert STORAGE.fetch(body=body("Task")) is None
+    submitted = body("Task", {"taskId": "t", "phase": "Queued"})
+    assert STORAGE.fetch(body=submitted) == STORAGE.build(body=submitted)
+    refused = body("Task", {"phase": "Failed"})
+    assert STORAGE.fetch(body=refused) == STORAGE.build(body=refused)
+
+
+def test_nothing_is_written_for_a_task_but_other_kinds_keep_the_annotation() -> None:
+    task = body("Task", {"taskId": "t"})
+    patch = kopf.Patch()
+    STORAGE.store(body=task, patch=patch, essence=STORAGE.build(body=task))
+    assert not patch
+
+    queue = body("TaskQueue")
+    STORAGE.store(body=queue, patch=patch, essence=STORAGE.build(body=queue))
+    assert "taskflow.dev/last-handled-configuration" in patch["metadata"]["annotations"]
