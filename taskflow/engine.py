@@ -256,6 +256,16 @@ class Engine:
             records = await self.store.get_many(ids)
         return {r.id: r for r in records}
 
+    async def get_by_idempotency_keys(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], TaskRecord]:
+        """The tasks submitted with these ``(namespace, queue, idempotency_key)``, by key."""
+        if not keys:
+            return {}
+        with unavailable("PostgreSQL"):
+            records = await self.store.get_by_idempotency_keys(keys)
+        return {(r.namespace, r.queue, r.idempotency_key or ""): r for r in records}
+
     async def list_tasks(
         self,
         *,

@@ -51,15 +51,6 @@ def mirrored_status(
     }
 
 
-def submitted_status(
-    task_id: str, phase: TaskPhase, conditions: Sequence[dict[str, Any]] = ()
-) -> dict[str, Any]:
-    """Right after submitting, without reading the record back (the mirror follows it)."""
-    conds = set_condition(conditions, SUBMITTED, TRUE, "Accepted", f"task {task_id}")
-    conds = set_condition(conds, FINISHED, FALSE, phase.value)
-    return {"phase": phase.value, "taskId": task_id, "attempts": 0, "conditions": conds}
-
-
 def waiting_status(
     reason: str, message: str, conditions: Sequence[dict[str, Any]] = ()
 ) -> dict[str, Any]:

@@ -207,6 +207,21 @@ class TaskStore:
             )
             return [record_from_row(r) for r in await cur.fetchall()]
 
+    async def get_by_idempotency_keys(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> list[TaskRecord]:
+        """The tasks submitted with these ``(namespace, queue, idempotency_key)``: one query."""
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                f"""SELECT {COLUMNS} FROM tasks
+                    WHERE idempotency_key IS NOT NULL
+                      AND (namespace, queue, idempotency_key) IN
+                          (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))""",
+                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+            )
+            return [record_from_row(r) for r in await cur.fetchall()]
+
     async def list_tasks(
         self,
         *,

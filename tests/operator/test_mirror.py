@@ -8,13 +8,17 @@ from types import SimpleNamespace
 from typing import Any
 
 from taskflow.engine import Engine
-from taskflow.models import TaskRecord, validate_submission
+from taskflow.models import TaskRecord, TaskState, validate_submission
 from taskflow_operator.context import EventBudget, Leadership
-from taskflow_operator.crd.task import TaskPhase
 from taskflow_operator.reconcile.mirror import Followed, Key
-from taskflow_operator.reconcile.tasks import task_mirror
+from taskflow_operator.reconcile.tasks import (
+    cancel_task,
+    followed_task,
+    idempotency_key,
+    task_mirror,
+)
 from taskflow_operator.reconcile.ttl import Expiring, TtlSweeper
-from taskflow_operator.taskstatus import submitted_status
+from taskflow_operator.taskstatus import mirrored_status
 
 NS = "mirror"
 
@@ -71,25 +75,33 @@ class CountingEngine:
         return await self.engine.get_many(task_ids)
 
 
-async def submit(engine: Engine, n: int) -> list[str]:
-    subs = [
-        validate_submission({"namespace": NS, "queue": "q", "handler": "h", "payload": i}, "spec")
-        for i in range(n)
-    ]
+async def submit(engine: Engine, n: int, key: str | None = None) -> list[str]:
+    raw = {"namespace": NS, "queue": "q", "handler": "h", "idempotency_key": key}
+    subs = [validate_submission({**raw, "payload": i}, "spec") for i in range(n)]
     return [r.task_id for r in await engine.submit(subs)]
 
 
-def followed(names_ids: list[tuple[str, str]]) -> dict[Key, list[Followed]]:
+async def followed(engine: Engine, names_ids: list[tuple[str, str]]) -> dict[Key, list[Followed]]:
+    """Objects whose status shows their task as it is now."""
     index: dict[Key, list[Followed]] = {}
+    now = datetime.now(UTC)
     for name, task_id in names_ids:
-        status = submitted_status(task_id, TaskPhase.QUEUED)
+        status = mirrored_status(await engine.get(task_id), now)
         index[(NS, name)] = [Followed(NS, name, f"uid-{name}", task_id, status)]
     return index
 
 
+def task_object(name: str, uid: str, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": NS, "name": name, "uid": uid},
+        "spec": {"queue": "q", "handler": "h"},
+        "status": status or {},
+    }
+
+
 async def test_a_status_change_reaches_its_object_within_one_tick(engine: Engine) -> None:
     ids = await submit(engine, 3)
-    index = followed([(f"t{i}", task_id) for i, task_id in enumerate(ids)])
+    index = await followed(engine, [(f"t{i}", task_id) for i, task_id in enumerate(ids)])
     kube = FakeKube()
     reads = CountingEngine(engine)
     mirror = task_mirror(fake_context(kube), index, reads)  # type: ignore[arg-type]
@@ -110,7 +122,7 @@ async def test_a_status_change_reaches_its_object_within_one_tick(engine: Engine
 
 async def test_an_object_deleted_mid_tick_is_skipped(engine: Engine) -> None:
     ids = await submit(engine, 3)
-    index = followed([(f"t{i}", task_id) for i, task_id in enumerate(ids)])
+    index = await followed(engine, [(f"t{i}", task_id) for i, task_id in enumerate(ids)])
     kube = FakeKube()
     reads = CountingEngine(engine)
     mirror = task_mirror(fake_context(kube), index, reads)  # type: ignore[arg-type]
@@ -125,7 +137,10 @@ async def test_an_object_deleted_mid_tick_is_skipped(engine: Engine) -> None:
 
 
 async def test_a_task_gone_from_the_engine_reads_as_failed(engine: Engine) -> None:
-    index = followed([("lost", "0190a000-0000-7000-8000-0000000000ff"), ("bad", "not-a-uuid")])
+    index: dict[Key, list[Followed]] = {
+        (NS, name): [Followed(NS, name, f"uid-{name}", ref, {"phase": "Queued", "taskId": ref})]
+        for name, ref in (("lost", "0190a000-0000-7000-8000-0000000000ff"), ("bad", "not-a-uuid"))
+    }
     kube = FakeKube()
     mirror = task_mirror(fake_context(kube), index, engine)
     assert await mirror.tick() == 2
@@ -133,6 +148,27 @@ async def test_a_task_gone_from_the_engine_reads_as_failed(engine: Engine) -> No
     assert by_name["lost"]["phase"] == "Failed"
     assert "gone from the engine" in by_name["lost"]["error"]
     assert by_name["bad"]["phase"] == "Failed"
+
+
+async def test_a_task_submitted_since_the_last_tick_is_found_by_its_key(engine: Engine) -> None:
+    (task_id,) = await submit(engine, 1, key=idempotency_key("uid-new"))
+    index: dict[Key, list[Followed]] = {}
+    for body in (task_object("new", "uid-new"), task_object("waiting", "uid-waiting")):
+        entry = followed_task(body)
+        assert entry is not None
+        index.update({k: [v] for k, v in entry.items()})
+    kube = FakeKube()
+    mirror = task_mirror(fake_context(kube), index, engine)
+    # The submitted one gets its id and state in one write; the other is left alone.
+    assert await mirror.tick() == 1
+    ((_, name, status),) = kube.patches
+    assert (name, status["taskId"], status["phase"]) == ("new", task_id, "Queued")
+    cond = {c["type"]: c["status"] for c in status["conditions"]}
+    assert cond == {"Submitted": "True", "Finished": "False"}
+    # Finished Tasks are not followed.
+    assert (
+        followed_task(task_object("done", "u", {"phase": "Succeeded", "taskId": task_id})) is None
+    )
 
 
 async def test_ttl_deletes_what_is_due_from_the_index_without_listing() -> None:
@@ -150,3 +186,14 @@ async def test_ttl_deletes_what_is_due_from_the_index_without_listing() -> None:
     assert await sweeper.sweep(now + timedelta(seconds=61)) == 1
     assert kube.deleted[-1] == (NS, "later", "uid-later")
     assert kube.lists == 0
+
+
+async def test_deleting_a_task_before_its_status_names_the_task_still_cancels_it(
+    engine: Engine,
+) -> None:
+    (task_id,) = await submit(engine, 1, key=idempotency_key("uid-gone"))
+    ctx = SimpleNamespace(engine=engine)
+    await cancel_task(ctx, task_object("gone", "uid-gone"))  # type: ignore[arg-type]
+    assert (await engine.get(task_id)).state is TaskState.CANCELLED
+    # Never submitted: nothing to cancel, no error.
+    await cancel_task(ctx, task_object("never", "uid-never"))  # type: ignore[arg-type]

@@ -31,7 +31,6 @@ from taskflow_operator.taskstatus import (
     mirrored_status,
     rejected_status,
     status_changed,
-    submitted_status,
     waiting_status,
 )
 
@@ -134,11 +133,9 @@ async def submit_task(ctx: OperatorContext, body: Any, queues: QueueIndex, retry
         ctx.metrics.errors.labels("Task").inc()
         raise kopf.TemporaryError(f"engine unavailable: {exc}", delay=5) from exc
     ctx.metrics.submissions.labels("created" if result.created else "existing").inc()
-    later = bool(spec.delay_seconds) or (
-        spec.run_at is not None and spec.run_at > datetime.now(UTC)
-    )
-    phase = TaskPhase.SCHEDULED if later else TaskPhase.QUEUED
-    return Outcome(submitted_status(result.task_id, phase, conditions))
+    # No status write here: the mirror finds the task by its idempotency key on its next tick
+    # and writes its id and state, often already its end (one write instead of two).
+    return Outcome(None)
 
 
 def _reject(ctx: OperatorContext, body: Any, reason: str, message: str) -> Outcome:
@@ -157,11 +154,39 @@ def warn(ctx: OperatorContext, body: Any, reason: str, message: str) -> None:
 # -- mirroring ------------------------------------------------------------------------------
 
 
+KEY_REF = "key:"
+
+
+def key_ref(namespace: str, queue: str, uid: str) -> str:
+    """How the mirror names a Task submitted but not yet recorded in its status."""
+    return f"{KEY_REF}{namespace}/{queue}/{idempotency_key(uid)}"
+
+
+def _parse_key_ref(ref: str) -> tuple[str, str, str]:
+    namespace, queue, key = ref.removeprefix(KEY_REF).split("/", 2)
+    return (namespace, queue, key)
+
+
 def followed_task(body: Any) -> dict[Key, Followed] | None:
-    """The mirror's index entry of a Task: submitted and not finished."""
-    if is_finished(dict(body.get("status") or {})):
+    """The mirror's index entry of an unfinished Task: by task id once its status has one,
+    else by idempotency key (it may have been submitted since)."""
+    status = dict(body.get("status") or {})
+    if is_finished(status):
         return None
-    return followed_entry(body, "taskId")
+    if status.get("taskId"):
+        return followed_entry(body, "taskId")
+    meta = body.get("metadata") or {}
+    queue = (body.get("spec") or {}).get("queue")
+    if not isinstance(queue, str) or not queue or meta.get("deletionTimestamp"):
+        return None
+    entry = Followed(
+        meta["namespace"],
+        meta["name"],
+        meta["uid"],
+        key_ref(meta["namespace"], queue, meta["uid"]),
+        status,
+    )
+    return {entry.key: entry}
 
 
 def is_finished_status(status: Mapping[str, Any]) -> bool:
@@ -171,13 +196,22 @@ def is_finished_status(status: Mapping[str, Any]) -> bool:
 def task_mirror(
     ctx: OperatorContext, index: FollowedIndex, engine: Engine
 ) -> BatchMirror[TaskRecord]:
-    """The mirror of every followed Task: one ``engine.get_many`` a tick."""
+    """The mirror of every followed Task: one ``engine.get_many`` a tick (and one read by
+    idempotency key for the Tasks submitted since the last tick)."""
 
-    async def fetch(task_ids: list[str]) -> Mapping[str, TaskRecord]:
-        return await engine.get_many([t for t in task_ids if _is_task_id(t)])
+    async def fetch(refs: list[str]) -> Mapping[str, TaskRecord]:
+        ids = [r for r in refs if not r.startswith(KEY_REF) and _is_task_id(r)]
+        keys = {_parse_key_ref(r): r for r in refs if r.startswith(KEY_REF)}
+        found: dict[str, TaskRecord] = dict(await engine.get_many(ids))
+        if keys:
+            by_key = await engine.get_by_idempotency_keys(list(keys))
+            found.update({keys[k]: task for k, task in by_key.items()})
+        return found
 
     def render(entry: Followed, task: TaskRecord | None) -> dict[str, Any]:
         conditions = entry.status.get("conditions") or []
+        if task is None and entry.ref.startswith(KEY_REF):
+            return dict(entry.status)  # not submitted yet: nothing to write
         if task is None:
             message = f"task {entry.ref} is gone from the engine"
             return rejected_status("TaskNotFound", message, conditions)
@@ -210,11 +244,23 @@ def _is_task_id(raw: str) -> bool:
 
 
 async def cancel_task(ctx: OperatorContext, body: Any) -> None:
+    """Cancel the task of a deleted Task (found by its idempotency key when its status does
+    not name it yet)."""
     status = dict(body.get("status") or {})
-    task_id = status.get("taskId")
-    if not task_id or is_finished(status):
+    if is_finished(status):
         return
+    task_id = status.get("taskId")
     try:
+        if not task_id:
+            meta = body["metadata"]
+            queue = (body.get("spec") or {}).get("queue")
+            if not isinstance(queue, str):
+                return
+            key = (meta["namespace"], queue, idempotency_key(meta["uid"]))
+            found = await ctx.engine.get_by_idempotency_keys([key])
+            if key not in found:
+                return  # never submitted
+            task_id = found[key].id
         task = await ctx.engine.cancel(task_id)
     except NotFound:
         return
