@@ -283,6 +283,7 @@ def main() -> int:
     parser.add_argument("--creators", type=int, default=16, help="threads creating objects")
     parser.add_argument("--poll", type=float, default=2.0, help="operator --task-poll (2)")
     parser.add_argument("--idle", type=float, default=60.0, help="idle seconds measured (60)")
+    parser.add_argument("--settle", type=float, default=60.0, help="seconds before idle (60)")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--series", type=float, default=10.0, help="seconds between rows (10)")
     args = parser.parse_args()
@@ -363,7 +364,7 @@ def main() -> int:
         busy = sampler.between(created_at - (t_created - t_create), t_objects - sampler.t0)
         peak_rss = max(s.rss_mb for s in sampler.samples)
 
-        time.sleep(5)
+        time.sleep(args.settle)  # kopf works through the watch events of the last writes
         idle_from = time.monotonic() - sampler.t0
         time.sleep(args.idle)
         idle = sampler.between(idle_from, time.monotonic() - sampler.t0)
@@ -409,7 +410,9 @@ def main() -> int:
         print(
             f"| idle with no Task: CPU avg, PostgreSQL xact/s | {cpu(empty)[0]:.1f} %, {rate(empty):.1f} |"
         )
-        print(f"| idle with {args.count} finished: CPU avg | {idle_avg:.1f} % |")
+        print(
+            f"| idle with {args.count} finished ({args.settle:g} s after): CPU avg | {idle_avg:.1f} % |"
+        )
         print(f"| idle with {args.count} finished: PostgreSQL xact/s | {rate(idle):.1f} |")
         print(f"| idle with {args.count} finished: RSS | {idle_rss:.0f} MB |")
         print()

@@ -36,3 +36,13 @@ class TaskDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         if body.get("kind") != TASK.kind:
             super().store(body=body, patch=patch, essence=essence)
+
+
+class TaskProgressStorage(kopf.AnnotationsProgressStorage):
+    """Annotations, as for every kind, without kopf's "kopf-managed" marker on Tasks: a
+    Task's progress is only written while its handler retries (it waits for its TaskQueue)
+    and purged when it succeeds, so the marker would be the one write left of it."""
+
+    def _store_marker(self, prefix: str, patch: kopf.Patch, body: kopf.Body) -> None:
+        if body.get("kind") != TASK.kind:
+            super()._store_marker(prefix=prefix, patch=patch, body=body)

@@ -4,7 +4,7 @@ from typing import Any
 
 import kopf
 
-from taskflow_operator.persistence import TaskDiffBaseStorage
+from taskflow_operator.persistence import TaskDiffBaseStorage, TaskProgressStorage
 
 STORAGE = TaskDiffBaseStorage(prefix="taskflow.dev", key="last-handled-configuration")
 
@@ -37,3 +37,12 @@ def test_nothing_is_written_for_a_task_but_other_kinds_keep_the_annotation() -> 
     queue = body("TaskQueue")
     STORAGE.store(body=queue, patch=patch, essence=STORAGE.build(body=queue))
     assert "taskflow.dev/last-handled-configuration" in patch["metadata"]["annotations"]
+
+
+def test_progress_of_a_task_leaves_no_marker_behind() -> None:
+    storage = TaskProgressStorage(prefix="taskflow.dev")
+    patch = kopf.Patch()
+    storage._store_marker(prefix="taskflow.dev", patch=patch, body=body("Task"))
+    assert not patch
+    storage._store_marker(prefix="taskflow.dev", patch=patch, body=body("TaskQueue"))
+    assert patch["metadata"]["annotations"] == {"taskflow.dev/kopf-managed": "yes"}

@@ -16,7 +16,7 @@ from taskflow.store import apply_migrations
 from taskflow_operator.context import OperatorContext, context
 from taskflow_operator.kube import Kube, load_configuration
 from taskflow_operator.metrics import OperatorMetrics, http_app
-from taskflow_operator.persistence import TaskDiffBaseStorage
+from taskflow_operator.persistence import TaskDiffBaseStorage, TaskProgressStorage
 from taskflow_operator.reconcile.housekeeping import housekeeping_loop
 from taskflow_operator.settings import OperatorConfig
 
@@ -28,9 +28,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         # Progress and diff-base in annotations: status holds only what the CRDs declare.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix=ANNOTATIONS_PREFIX
-        )
+        settings.persistence.progress_storage = TaskProgressStorage(prefix=ANNOTATIONS_PREFIX)
         # A Task's is derived from its status (never written, no copy of its payload).
         settings.persistence.diffbase_storage = TaskDiffBaseStorage(
             prefix=ANNOTATIONS_PREFIX, key="last-handled-configuration"
