@@ -166,9 +166,7 @@ async def test_a_task_submitted_since_the_last_tick_is_found_by_its_key(engine: 
     cond = {c["type"]: c["status"] for c in status["conditions"]}
     assert cond == {"Submitted": "True", "Finished": "False"}
     # Finished Tasks are not followed.
-    assert (
-        followed_task(task_object("done", "u", {"phase": "Succeeded", "taskId": task_id})) is None
-    )
+    assert followed_task(task_object("done", "u", {"phase": "Succeeded", "taskId": task_id})) == {}
 
 
 async def test_ttl_deletes_what_is_due_from_the_index_without_listing() -> None:
@@ -197,3 +195,24 @@ async def test_deleting_a_task_before_its_status_names_the_task_still_cancels_it
     assert (await engine.get(task_id)).state is TaskState.CANCELLED
     # Never submitted: nothing to cancel, no error.
     await cancel_task(ctx, task_object("never", "uid-never"))  # type: ignore[arg-type]
+
+
+async def test_a_finished_task_leaves_the_index_and_is_read_no_more(engine: Engine) -> None:
+    """kopf keeps an object's previous index entry when its indexer returns None: the
+    indexer answers empty, and the mirror stops reading the task once it has finished."""
+    from kopf._core.engines.indexing import OperatorIndexer
+
+    (task_id,) = await submit(engine, 1)
+    indexer: OperatorIndexer = OperatorIndexer()
+    acckey: Any = (NS, "t", "uid-t")
+    indexer.replace(acckey, followed_task(task_object("t", "uid-t", {"taskId": task_id})))
+    reads = CountingEngine(engine)
+    mirror = task_mirror(fake_context(FakeKube()), indexer.index, reads)  # type: ignore[arg-type]
+    await mirror.tick()
+    assert reads.calls == [[task_id]]
+
+    done = {"taskId": task_id, "phase": "Succeeded"}
+    indexer.replace(acckey, followed_task(task_object("t", "uid-t", done)))
+    assert not indexer.index
+    await mirror.tick()
+    assert len(reads.calls) == 1

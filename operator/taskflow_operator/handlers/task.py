@@ -37,11 +37,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         return queue_entry(body)
 
     @kopf.index(*RESOURCE, id="followed_tasks", registry=registry)
-    def followed_tasks(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+    def followed_tasks(body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return followed_task(body)
 
     @kopf.index(*RESOURCE, id="expiring_tasks", registry=registry)
-    def expiring_tasks(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+    def expiring_tasks(body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return expiring_entry(body)
 
     @kopf.on.startup(registry=registry)

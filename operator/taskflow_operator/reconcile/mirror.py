@@ -45,13 +45,15 @@ class Followed:
         return (self.namespace, self.name)
 
 
-def followed_entry(body: Mapping[str, Any], ref_field: str) -> dict[Key, Followed] | None:
-    """The index entry of an object (``None``: not followed): submitted, not being deleted."""
+def followed_entry(body: Mapping[str, Any], ref_field: str) -> dict[Key, Followed]:
+    """The index entry of an object (empty: not followed): submitted, not being deleted.
+
+    Empty, not None: kopf keeps an object's previous entry when its indexer returns None."""
     meta = body.get("metadata") or {}
     status = dict(body.get("status") or {})
     ref = status.get(ref_field)
     if not ref or meta.get("deletionTimestamp"):
-        return None
+        return {}
     entry = Followed(meta["namespace"], meta["name"], meta["uid"], str(ref), status)
     return {entry.key: entry}
 

@@ -167,18 +167,18 @@ def _parse_key_ref(ref: str) -> tuple[str, str, str]:
     return (namespace, queue, key)
 
 
-def followed_task(body: Any) -> dict[Key, Followed] | None:
+def followed_task(body: Any) -> dict[Key, Followed]:
     """The mirror's index entry of an unfinished Task: by task id once its status has one,
     else by idempotency key (it may have been submitted since)."""
     status = dict(body.get("status") or {})
     if is_finished(status):
-        return None
+        return {}
     if status.get("taskId"):
         return followed_entry(body, "taskId")
     meta = body.get("metadata") or {}
     queue = (body.get("spec") or {}).get("queue")
     if not isinstance(queue, str) or not queue or meta.get("deletionTimestamp"):
-        return None
+        return {}
     entry = Followed(
         meta["namespace"],
         meta["name"],

@@ -51,12 +51,12 @@ def expiry(body: Any) -> datetime | None:
     return finished + timedelta(seconds=int(ttl))
 
 
-def expiring_entry(body: Any) -> dict[Key, Expiring] | None:
-    """The index entry of a Task (None: it has no TTL, is not finished, or is being deleted)."""
+def expiring_entry(body: Any) -> dict[Key, Expiring]:
+    """The index entry of a Task (empty: it has no TTL, is not finished, or is being deleted)."""
     meta = body.get("metadata") or {}
     at = None if meta.get("deletionTimestamp") else expiry(body)
     if at is None:
-        return None
+        return {}
     entry = Expiring(meta["namespace"], meta["name"], meta["uid"], at)
     return {(entry.namespace, entry.name): entry}
 
