@@ -31,7 +31,7 @@ function h(tag, attrs = {}, ...children) {
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -241,7 +241,7 @@ function tokenForm(problem) {
 const SERIES = [
   { key: "backlog", label: "Backlog", unit: "tasks", color: "#1d4ed8", format: (v) => String(Math.round(v)) },
   { key: "running", label: "Running", unit: "tasks", color: "#a16207", format: (v) => String(Math.round(v)) },
-  { key: "throughput", label: "Throughput", unit: "tasks/s", color: "#15803d", format: (v) => v.toFixed(1) },
+  { key: "throughput", label: "Throughput", unit: "tasks/s", color: "#15803d", format: (v) => (v >= 10 ? v.toFixed(0) : v.toFixed(1)) },
   { key: "failure_rate", label: "Failure rate", unit: "%", color: "#b91c1c", format: (v) => `${(v * 100).toFixed(v < 0.1 && v > 0 ? 1 : 0)}%`, max: 1 },
 ];
 
