@@ -239,8 +239,8 @@ function tokenForm(problem) {
 // -- queues --------------------------------------------------------------------------------
 
 const SERIES = [
-  { key: "backlog", label: "Backlog", unit: "tasks", color: "#1d4ed8", format: (v) => String(Math.round(v)) },
-  { key: "running", label: "Running", unit: "tasks", color: "#a16207", format: (v) => String(Math.round(v)) },
+  { key: "backlog", label: "Backlog", unit: "tasks", color: "#1d4ed8", format: (v) => String(Math.round(v)), integer: true },
+  { key: "running", label: "Running", unit: "tasks", color: "#a16207", format: (v) => String(Math.round(v)), integer: true },
   { key: "throughput", label: "Throughput", unit: "tasks/s", color: "#15803d", format: (v) => (v >= 10 ? v.toFixed(0) : v.toFixed(1)) },
   { key: "failure_rate", label: "Failure rate", unit: "%", color: "#b91c1c", format: (v) => `${(v * 100).toFixed(v < 0.1 && v > 0 ? 1 : 0)}%`, max: 1 },
 ];
@@ -278,7 +278,7 @@ async function renderQueues() {
             "figure",
             { class: "card" },
             h("h3", {}, h("span", {}, s.label), h("span", { class: "value" }, s.format(latest))),
-            lineChart(values, { label: `${s.label} of ${q.queue}, ${s.unit}`, color: s.color, format: s.format, max: s.max, span: data.sample_seconds * 300 }),
+            lineChart(values, { label: `${s.label} of ${q.queue}, ${s.unit}`, color: s.color, format: s.format, max: s.max, integer: s.integer }),
           );
         }),
       ),

@@ -36,15 +36,19 @@ function span(secondsTotal) {
   return `${Math.round(secondsTotal / 60)}m`;
 }
 
-function niceMax(value) {
-  if (value <= 0) return 1;
+// The top of a chart's scale: a round number at or above ``value``; for counts, one whose
+// half (the middle grid line) is a whole number too.
+function niceMax(value, integer) {
+  const steps = integer ? [2, 4, 6, 10] : [1, 2, 2.5, 5, 10];
+  if (value <= 0) return integer ? 2 : 1;
   const p = 10 ** Math.floor(Math.log10(value));
-  for (const m of [1, 2, 2.5, 5, 10]) if (value <= m * p) return m * p;
-  return 10 * p;
+  const unit = integer ? Math.max(p, 1) : p;
+  for (const m of steps) if (value <= m * unit) return m * unit;
+  return 10 * unit;
 }
 
 /** A line chart of ``values`` ([[unix seconds, value], ...], oldest first). */
-export function lineChart(values, { label, color, format, max }) {
+export function lineChart(values, { label, color, format, max, integer = false }) {
   const W = 260;
   const H = 112;
   const left = 40;
@@ -53,7 +57,7 @@ export function lineChart(values, { label, color, format, max }) {
   const bottom = 88;
   const latest = values.length ? values[values.length - 1][1] : 0;
   const peak = values.reduce((m, [, v]) => Math.max(m, v), 0);
-  const yMax = max !== undefined ? Math.min(max, niceMax(peak || max / 10)) : niceMax(peak);
+  const yMax = max !== undefined ? Math.min(max, niceMax(peak || max / 10, false)) : niceMax(peak, integer);
   const t0 = values.length ? values[0][0] : 0;
   const t1 = values.length ? values[values.length - 1][0] : 1;
   const x = (t) => (t1 === t0 ? right : left + ((t - t0) / (t1 - t0)) * (right - left));
