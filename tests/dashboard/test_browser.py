@@ -190,13 +190,13 @@ def test_every_page_loads(tab: Page, dev: DevProcess) -> None:
         expect(page.locator("h1")).to_contain_text(heading)
         expect(page.locator("nav a[aria-current=page]")).to_have_text(heading)
     expect(page.get_by_role("row").filter(has_text="nightly-report")).to_contain_text("Forbid")
-    tab.shot("schedules", docs="dashboard-schedules.png")
+    tab.shot("schedules")
 
     page = tab.open("#/workers")
     rows = page.locator("tbody tr")
     expect(rows).to_have_count(2)  # taskflow dev runs two workers
     expect(rows.first).to_contain_text("default/browser")
-    tab.shot("workers", docs="dashboard-workers.png")
+    tab.shot("workers")
 
 
 def test_a_submitted_task_appears_and_changes_state(tab: Page, client: Client) -> None:
@@ -287,6 +287,6 @@ def test_keyboard_and_a_phone(browser: Any, dashboard_url: str, artifacts: Path)
         assert width <= 390, f"the page is {width}px wide on a 390px screen"
         page = tab.open("#/queues")
         page.wait_for_timeout(1000)
-        tab.shot("queues-phone", docs="dashboard-phone.png", full=True)
+        tab.shot("queues-phone", full=True)
     finally:
         tab.close()
