@@ -20,7 +20,6 @@ from typing import Any
 
 from aiohttp import web
 
-from taskflow.api.auth import bearer_token
 from taskflow.dashboard.reads import (
     DashboardReads,
     TaskFilter,
@@ -86,6 +85,9 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
 
 def auth_problem(request: web.Request, token: str) -> str | None:
     """Why the request may not use the API (None: it may): the same bearer token as RPCs."""
+    # Imported here: the API server imports this module while ``taskflow.api`` initialises.
+    from taskflow.api.auth import bearer_token
+
     if not token:
         return None
     given = bearer_token([("authorization", request.headers.get("Authorization", ""))])

@@ -89,6 +89,7 @@ class QueueSampler:
         self.interval = interval
         self._readings: deque[Reading] = deque(maxlen=size + 1)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def sample(self, now: float | None = None) -> Reading | None:
         """Take one reading (None when the stores do not answer: a gap in the charts)."""
@@ -118,19 +119,27 @@ class QueueSampler:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name="dashboard-sampler")
 
     async def stop(self) -> None:
+        """Stop sampling. The loop also checks a flag: a cancellation that lands inside a
+        store's client and is swallowed there still ends it at the next turn."""
         if self._task is not None:
+            self._stopping.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.sample()
             except Exception:
                 log.exception("queue sample failed")
-            await asyncio.sleep(self.interval)
+            try:
+                async with asyncio.timeout(self.interval):
+                    await self._stopping.wait()
+            except TimeoutError:
+                continue
