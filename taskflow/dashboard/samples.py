@@ -109,12 +109,20 @@ class QueueSampler:
         return self._readings[-1] if self._readings else None
 
     def history(self) -> dict[str, list[Point]]:
-        """Per queue (qualified name), its points, oldest first."""
+        """Per queue (qualified name), its points, oldest first. A queue that first appears
+        after the oldest reading is new: its counters start from zero, so the tasks it ran
+        before its first reading count in its first step."""
         out: dict[str, list[Point]] = {}
-        for prev, cur in itertools.pairwise(self._readings):
+        readings = list(self._readings)
+        known = set(readings[0].stats) if readings else set()
+        for prev, cur in itertools.pairwise(readings):
             seconds = cur.at - prev.at
             for name, stats in cur.stats.items():
-                out.setdefault(name, []).append(point(prev.stats.get(name), stats, seconds, cur.at))
+                before = prev.stats.get(name)
+                if before is None and name not in known:
+                    before = QueueStats(namespace=stats.namespace, queue=stats.queue)
+                known.add(name)
+                out.setdefault(name, []).append(point(before, stats, seconds, cur.at))
         return out
 
     def start(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from datetime import timedelta
@@ -290,3 +291,25 @@ async def test_with_a_token_the_api_needs_it_and_actions_go_through_it(
     finally:
         await server.stop(grace=1)
         await engine.close()
+
+
+def test_a_queue_that_appears_later_starts_from_zero_and_one_that_returns_does_not() -> None:
+    from taskflow.dashboard.samples import QueueSampler
+    from taskflow.models import QueueStats
+
+    readings: list[list[QueueStats]] = [
+        [QueueStats("default", "a", succeeded=100)],
+        [QueueStats("default", "a", succeeded=110), QueueStats("default", "b", failed=2)],
+        [QueueStats("default", "b", failed=2)],  # a missing (Redis rebuilt), b unchanged
+        [QueueStats("default", "a", succeeded=500), QueueStats("default", "b", failed=2)],
+    ]
+    sampler = QueueSampler(lambda: _next(readings), interval=1)
+    for at in range(4):
+        asyncio.run(sampler.sample(now=float(at)))
+    history = sampler.history()
+    assert [p.throughput for p in history["default/a"]] == [10.0, 0.0]  # no spike from 110 to 500
+    assert [p.failure_rate for p in history["default/b"]] == [1.0, 0.0, 0.0]
+
+
+async def _next(readings: list[Any]) -> Any:
+    return readings.pop(0)
