@@ -7,7 +7,8 @@ import { lineChart, dagGraph, STATES } from "./charts.js";
 const POLL_MS = 2000;
 const API = "api";
 const main = document.getElementById("main");
-const statusLine = document.getElementById("status");
+const statusLine = document.getElementById("status"); // not a live region: it changes every poll
+const alertLine = document.getElementById("alert"); // problems, read out once
 const liveButton = document.getElementById("live");
 const namespaceSelect = document.getElementById("namespace");
 
@@ -92,9 +93,18 @@ function table(headers, rows, empty) {
   return h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, head), h("tbody", {}, rows)));
 }
 
+// A problem stays shown at least ALERT_MS, so the next poll does not wipe it before it is read.
+const ALERT_MS = 8000;
+let alertUntil = 0;
+
 function setStatus(text, isError = false) {
+  if (isError) {
+    if (alertLine.textContent !== text) alertLine.textContent = text;
+    alertUntil = Date.now() + ALERT_MS;
+    return;
+  }
+  if (Date.now() > alertUntil) alertLine.textContent = "";
   statusLine.textContent = text;
-  statusLine.classList.toggle("error", isError);
 }
 
 class HttpError extends Error {
