@@ -316,3 +316,82 @@ def test_the_search_box_finds_a_task_or_a_run_by_id(tab: Page, client: Client) -
     search.press("Enter")
     expect(page.get_by_role("link", name=f"task {task_id}")).to_be_visible()
     expect(page.locator("tbody tr")).to_have_count(1)
+
+
+TOKEN = "dashboard-test-token"
+
+
+@pytest.fixture
+def api_with_token_and_actions(
+    chromium_path: str, redis_url: str, database_url: str, tmp_path: Path
+) -> Iterator[tuple[str, str]]:
+    """``taskflow api`` with a token and the dashboard's actions on (and no worker, so a task
+    waits to be cancelled): its gRPC address and its dashboard's URL."""
+    import asyncio
+    import concurrent.futures
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from taskflow.embedded import free_port
+    from taskflow.store import apply_migrations
+
+    # Playwright's sync API runs an event loop in this thread: migrate from another one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, apply_migrations(database_url)).result()
+    grpc_port, http_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKFLOW_")}
+    env |= {
+        "TASKFLOW_REDIS_URL": redis_url,
+        "TASKFLOW_DATABASE_URL": database_url,
+        "TASKFLOW_API_TOKEN": TOKEN,
+        "TASKFLOW_DASHBOARD_ACTIONS": "1",
+    }
+    argv = [sys.executable, "-m", "taskflow", "api", "--host", "127.0.0.1"]
+    argv += ["--grpc-port", str(grpc_port), "--http-port", str(http_port)]
+    with (tmp_path / "api.log").open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        end = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=5):
+                    break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "api.log").read_text()
+                assert time.monotonic() < end, "taskflow api did not get ready"
+                time.sleep(0.1)
+        yield f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}/dashboard/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_with_a_token_the_page_asks_for_it_and_cancel_goes_through_it(
+    browser: Any, artifacts: Path, api_with_token_and_actions: tuple[str, str]
+) -> None:
+    addr, url = api_with_token_and_actions
+    with Client(addr, token=TOKEN) as c:
+        task_id = c.submit("emails", "send_email", {"to": "ada@example.com"})
+    tab = Page(browser, url, artifacts)
+    try:
+        page = tab.open(f"#/tasks/{task_id}")
+        expect(page.get_by_role("heading", name="API token")).to_be_visible()
+        page.get_by_label("Token").fill("wrong")
+        page.get_by_role("button", name="Use token").click()
+        expect(page.get_by_role("alert").last).to_have_text("invalid token")
+        page.get_by_label("Token").fill(TOKEN)
+        page.get_by_role("button", name="Use token").click()
+        expect(page.locator("h1")).to_contain_text("send_email")
+        expect(page.locator("h1 .badge")).to_have_text("queued")
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Cancel task").click()
+        expect(page.locator("h1 .badge")).to_have_text("cancelled")
+        expect(page.get_by_role("button", name="Cancel task")).to_have_count(0)
+    finally:
+        tab.errors = [e for e in tab.errors if "status of 401" not in e]
+        tab.close()
+    with Client(addr, token=TOKEN) as c:
+        assert c.get(task_id).state == "cancelled"
