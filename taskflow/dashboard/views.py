@@ -14,6 +14,8 @@ from taskflow.store.dags import DagRunRecord, StepRecord
 FIELD_LIMIT = 64 * 1024
 #: Characters of a step's error on a run's page.
 STEP_ERROR_LIMIT = 500
+#: Steps of a run its page lists (a run may have 10,000; the rest are counted, not listed).
+STEP_LIMIT = 2000
 
 
 def iso(value: datetime | None) -> str | None:
@@ -151,11 +153,13 @@ def _step_view(step: StepRecord) -> dict[str, Any]:
     }
 
 
-def run_view(run: DagRunRecord) -> dict[str, Any]:
+def run_view(run: DagRunRecord, limit: int = STEP_LIMIT) -> dict[str, Any]:
+    shown = run.steps[:limit]
     return {
         **run_summary_view(run),
-        "steps": [_step_view(s) for s in run.steps],
-        "edges": [[parent, s.name] for s in run.steps for parent in s.depends_on],
+        "steps": [_step_view(s) for s in shown],
+        "edges": [[parent, s.name] for s in shown for parent in s.depends_on],
+        "steps_truncated": len(run.steps) > len(shown),
     }
 
 

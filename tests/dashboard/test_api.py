@@ -313,3 +313,17 @@ def test_a_queue_that_appears_later_starts_from_zero_and_one_that_returns_does_n
 
 async def _next(readings: list[Any]) -> Any:
     return readings.pop(0)
+
+
+async def test_a_large_run_lists_a_bounded_number_of_steps(engine: Engine) -> None:
+    from taskflow.dashboard.views import run_view
+
+    dag = validate_dag(
+        {"queue": QUEUE.name, "steps": [{"name": f"s{i}", "handler": "noop"} for i in range(30)]}
+    )
+    run_id, _ = await DagService(engine).submit(dag)
+    run = await DagService(engine).get(run_id)
+    view = run_view(run, limit=10)
+    assert len(view["steps"]) == 10 and view["steps_truncated"] is True
+    assert view["steps_total"] == 30
+    assert run_view(run)["steps_truncated"] is False

@@ -573,6 +573,7 @@ async function renderRun(id) {
     h("div", { class: "graph-wrap" }, dagGraph(run.steps, { label: `Graph of run ${run.name || run.id}: ${counts(run.step_counts)}` })),
     h("ul", { class: "legend", "aria-label": "Legend" }, STATES.map((s) => h("li", {}, badge(s)))),
     h("h2", {}, "Steps"),
+    run.steps_truncated ? h("p", { class: "note" }, `The first ${run.steps.length} of ${run.steps_total} steps; taskflow dag status ${run.id} lists them all.`) : null,
     table([["Step"], ["State"], ["After"], ["Handler"], ["Attempts", "num"], ["Ran", "num"], ["Error"]], steps, "No steps."),
   );
   view.dataset.title = `Run ${run.name || short(run.id)}`;
