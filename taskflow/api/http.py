@@ -1,4 +1,5 @@
-"""HTTP side of the API server: ``/metrics``, ``/healthz`` (alive), ``/readyz`` (storage up)."""
+"""HTTP side of the API server: ``/metrics``, ``/healthz`` (alive), ``/readyz`` (storage up),
+and the web dashboard under ``/dashboard/`` when one is given."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from taskflow.api.metrics import ApiMetrics
 
 
 def build_app(
-    metrics: ApiMetrics, check_ready: CheckReady, timeout: float = 5.0
+    metrics: ApiMetrics,
+    check_ready: CheckReady,
+    timeout: float = 5.0,
+    dashboard: web.Application | None = None,
 ) -> web.Application:
     async def get_metrics(request: web.Request) -> web.Response:
         return web.Response(
@@ -32,6 +36,14 @@ def build_app(
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if dashboard is not None:
+
+        async def to_dashboard(request: web.Request) -> web.Response:
+            raise web.HTTPFound("/dashboard/")
+
+        app.router.add_get("/", to_dashboard)
+        app.router.add_get("/dashboard", to_dashboard)
+        app.add_subapp("/dashboard/", dashboard)
     return app
 
 

@@ -19,6 +19,7 @@ from taskflow.api.metrics import ApiMetrics, MetricsInterceptor
 from taskflow.api.servicer import TaskServiceServicer
 from taskflow.api.watch import WatchHub
 from taskflow.config import Settings
+from taskflow.dashboard import Dashboard
 from taskflow.engine import Engine
 from taskflow.models import TaskRecord
 from taskflow.store.dags import DagRunRecord
@@ -61,6 +62,7 @@ class ApiServer:
         self.hub: WatchHub[TaskRecord] = WatchHub(engine.store.get_many)
         self.dags = DagService(engine)
         self.run_hub: WatchHub[DagRunRecord] = WatchHub(self.dags.get_many, version=run_version)
+        self.dashboard = Dashboard(engine, dags=self.dags)
         self.health = health_aio.HealthServicer()
         self.readiness = ReadinessMonitor(
             engine.check_ready, self.health, interval=readiness_interval
@@ -134,7 +136,8 @@ class ApiServer:
         await server.start()
         self._grpc_port = port
 
-        runner = web.AppRunner(build_app(self.metrics, self.engine.check_ready), access_log=None)
+        app = build_app(self.metrics, self.engine.check_ready, dashboard=self.dashboard.app())
+        runner = web.AppRunner(app, access_log=None)
         self._http = runner
         await runner.setup()
         sock = bind(self.http_addr)

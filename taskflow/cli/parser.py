@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from taskflow.cli.errors import EXIT_USAGE
+from taskflow.cli.top import add_top_parser
 
 
 class _Parser(argparse.ArgumentParser):
@@ -235,4 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", type=_name, default="default", help="(default)")
     p.add_argument("--handler", type=_name, default="noop", help="(noop)")
     p.add_argument("--stall-timeout", type=_seconds(positive=True), default=60.0, help="(60)")
+
+    add_top_parser(sub, [common], _seconds(positive=True))
     return parser

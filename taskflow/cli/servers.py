@@ -45,8 +45,19 @@ def _settings() -> Settings:
         raise UsageError(str(exc)) from None
 
 
+def _check_dashboard_env() -> None:
+    """The dashboard's settings (``TASKFLOW_DASHBOARD_*``), checked before a server starts."""
+    from taskflow.dashboard import DashboardSettings
+
+    try:
+        DashboardSettings.from_env()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _dev(args: argparse.Namespace) -> int:
     _require_extra("dev", "api")
+    _check_dashboard_env()
     from taskflow.dev import DEFAULT_APP, DevOptions, run_dev
     from taskflow.devserver.services import PortInUseError
     from taskflow.embedded import EmbeddedServerError
@@ -82,6 +93,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _api(args: argparse.Namespace) -> int:
     _require_extra("api", "api")
+    _check_dashboard_env()
     from taskflow.devserver.services import ApiServices, PortInUseError, check_ports
     from taskflow.errors import Unavailable
 
