@@ -99,7 +99,7 @@ async def _autoscale(
 ) -> Decision:
     key = (owner.namespace, owner.name)
     now = time.monotonic()
-    history = ctx.histories.get(key) or History(last_scale_time=now)
+    history = ctx.histories.get(key) or History.first(now, current)
     b = bounds(spec)
     decision = autoscaler.decide(
         backlog=stats.backlog, current=current, busy_pods=0, bounds=b, history=history, now=now
