@@ -25,7 +25,9 @@ def parse_args(argv: Sequence[str]) -> tuple[OperatorConfig, argparse.Namespace]
         default=[],
         help="serve only this namespace (repeatable; default: every namespace)",
     )
-    p.add_argument("--http-port", type=int, default=d.http_port, help="/metrics and backlog (8080)")
+    p.add_argument(
+        "--http-port", type=int, default=d.http_port, help="/metrics and backlog (8090; 0: off)"
+    )
     p.add_argument("--liveness", default=d.liveness_endpoint, help="kopf liveness endpoint URL")
     p.add_argument("--public-url", default=d.public_url, help="how KEDA reaches --http-port")
     p.add_argument("--peering", default=d.peering_name, help="kopf peering name (taskflow)")

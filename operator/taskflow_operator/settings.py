@@ -16,14 +16,14 @@ class OperatorConfig:
     #: Namespaces to serve; empty means every namespace (cluster-wide).
     namespaces: tuple[str, ...] = ()
     #: ``/metrics`` and ``/v1/backlog/<ns>/<queue>`` (KEDA's metrics-api trigger); 0 disables.
-    http_port: int = 8080
+    http_port: int = 8090
     http_host: str = "0.0.0.0"
     #: kopf's liveness endpoint, e.g. ``http://0.0.0.0:8081/healthz``; empty disables.
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
     #: How KEDA reaches this operator's HTTP port (``engine: keda`` only).
     public_url: str = field(
         default_factory=lambda: os.environ.get(
-            "TASKFLOW_OPERATOR_URL", "http://taskflow-operator.taskflow.svc:8080"
+            "TASKFLOW_OPERATOR_URL", "http://taskflow-operator.taskflow.svc:8090"
         )
     )
     #: kopf peering: operators sharing a name elect one active leader.
