@@ -13,6 +13,7 @@ from taskflow.engine import Engine
 from taskflow_operator.autoscaler import History
 from taskflow_operator.kube import Kube
 from taskflow_operator.metrics import OperatorMetrics
+from taskflow_operator.reporting import QueueReport
 from taskflow_operator.settings import OperatorConfig
 
 
@@ -52,6 +53,8 @@ class OperatorContext:
     histories: dict[tuple[str, str], History] = field(default_factory=dict)
     #: One pass at a time per TaskQueue (event handlers and the daemon both reconcile).
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    #: What each TaskQueue has told through Events (failures reported, scale changes pending).
+    reports: dict[tuple[str, str], QueueReport] = field(default_factory=dict)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     http: web.AppRunner | None = None

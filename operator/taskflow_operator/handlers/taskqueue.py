@@ -3,6 +3,8 @@ Deployment in step (drift repair) and scales it every ``pollIntervalSeconds``.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -10,7 +12,8 @@ import kopf
 
 from taskflow_operator.context import context
 from taskflow_operator.crd import GROUP, TASKQUEUE, VERSION
-from taskflow_operator.reconcile.queues import parse_spec, reconcile_queue
+from taskflow_operator.reconcile.queues import poll_interval, reconcile_queue, report_of
+from taskflow_operator.reporting import QueueReport
 from taskflow_operator.settings import OperatorConfig
 
 log = logging.getLogger("taskflow.operator.taskqueue")
@@ -30,19 +33,45 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         ctx = context(memo)
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        report = report_of(ctx, *key)
         ctx.leadership.hold()
+        unexpected: str | None = None
         try:
             while not stopped:
                 try:
                     await reconcile_queue(ctx, body, scale=True)
-                except kopf.PermanentError:
-                    raise
-                except Exception:
+                    unexpected = None
+                except Exception as exc:
+                    # A defect, not something the user can fix: the traceback once, then a line
+                    # per new message, and the same backoff as a refused Deployment.
                     ctx.metrics.errors.labels("TaskQueue").inc()
-                    log.exception("taskqueue pass failed", extra={"queue": "/".join(key)})
-                await stopped.wait(parse_spec(body).autoscaling.poll_interval_seconds)
+                    report.failed_passes += 1
+                    if unexpected is None:
+                        log.exception("taskqueue pass failed", extra={"queue": "/".join(key)})
+                    elif unexpected != str(exc):
+                        log.error("taskqueue pass failed: %s", exc, extra={"queue": "/".join(key)})
+                    unexpected = str(exc)
+                await _pause(stopped, report, report.delay(poll_interval(body)))
         finally:
             ctx.leadership.release()
             ctx.histories.pop(key, None)
             ctx.locks.pop(key, None)
+            ctx.reports.pop(key, None)
             ctx.metrics.forget_queue(*key)
+
+
+async def _pause(stopped: kopf.DaemonStopped, report: QueueReport, seconds: float) -> None:
+    """Sleep ``seconds``, less when the daemon is stopped or the queue recovered meanwhile (an
+    event handler's pass succeeded: the backoff is over)."""
+    report.recovered.clear()
+    waiters = [
+        asyncio.ensure_future(stopped.wait(seconds)),
+        asyncio.ensure_future(report.recovered.wait()),
+    ]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await w
