@@ -10,14 +10,18 @@ from typing import Any
 
 import kopf
 
+from taskflow.errors import Unavailable
+from taskflow.keys import QueueRef
 from taskflow_operator.context import context
 from taskflow_operator.crd import GROUP, TASKQUEUE, VERSION
 from taskflow_operator.reconcile.queues import poll_interval, reconcile_queue, report_of
+from taskflow_operator.reconcile.retire import cancel_unfinished
 from taskflow_operator.reporting import QueueReport
 from taskflow_operator.settings import OperatorConfig
 
 log = logging.getLogger("taskflow.operator.taskqueue")
 RESOURCE = (GROUP, VERSION, TASKQUEUE.plural)
+DELETE_RETRIES = 12  # 5 s apart: a minute for the engine to come back
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -26,6 +30,22 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.update(*RESOURCE, field="spec", registry=registry)
     async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await reconcile_queue(context(memo), body, scale=False)
+
+    @kopf.on.delete(*RESOURCE, registry=registry, retries=DELETE_RETRIES)
+    async def retire(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+        """Cancel the queue's unfinished tasks (see ``reconcile.retire``). With the engine
+        down, retry for a while, then let the deletion go on, saying what was left."""
+        meta = body["metadata"]
+        ref = QueueRef(meta["namespace"], meta["name"])
+        try:
+            n = await cancel_unfinished(context(memo), ref)
+        except (Unavailable, OSError) as exc:
+            if retry + 1 >= DELETE_RETRIES:
+                kopf.warn(body, reason="TasksLeft", message=f"tasks not cancelled: {exc}")
+                return
+            raise kopf.TemporaryError(f"engine unavailable: {exc}", delay=5) from exc
+        if n:
+            kopf.info(body, reason="TasksCancelled", message=f"{n} unfinished task(s) cancelled")
 
     @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10.0)
     async def autoscale(
