@@ -151,3 +151,17 @@ async def test_a_failed_start_leaves_no_engine_connected(
             await _start(config)
     assert len(admin.client_list()) == before
     admin.close()
+
+
+def test_records_of_dead_processes_of_this_host_are_the_only_ones_forgotten() -> None:
+    from taskflow_operator.peering import dead_local_records
+
+    status = {
+        "me@box/100": {},  # this process
+        "me@box/200": {},  # a crashed predecessor
+        "me@box/300": {},  # another operator on this host, alive
+        "me@other/200": {},  # another host: not ours to judge
+        "pod-abc": {},  # a pod
+    }
+    dead = dead_local_records(status, "me@box/100", "me@box/", alive=lambda pid: pid == 300)
+    assert dead == ["me@box/200"]

@@ -13,7 +13,7 @@ from taskflow.config import Settings
 from taskflow.engine import UNAVAILABLE_ERRORS, Engine
 from taskflow.errors import Unavailable
 from taskflow.store import apply_migrations
-from taskflow_operator import credentials
+from taskflow_operator import credentials, peering
 from taskflow_operator.context import OperatorContext, context
 from taskflow_operator.kube import Kube
 from taskflow_operator.metrics import OperatorMetrics, http_app
@@ -39,7 +39,15 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.persistence.finalizer = f"{ANNOTATIONS_PREFIX}/operator"
         settings.posting.level = logging.INFO
         settings.watching.server_timeout = 300
-        memo.ctx = await _start(config)
+        ctx = await _start(config)
+        try:
+            await peering.configure(settings, config, ctx.kube.api)
+        except BaseException:
+            await _stop(ctx)
+            raise
+        if settings.peering.standalone:
+            ctx.leadership.hold()  # no peers: this operator always leads
+        memo.ctx = ctx
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -84,8 +92,6 @@ async def _start(config: OperatorConfig) -> OperatorContext:
     except BaseException:
         await _stop(ctx)
         raise
-    if config.standalone:
-        ctx.leadership.hold()  # no peers: this operator always leads
     if config.housekeeping:
         ctx.background.append(asyncio.create_task(housekeeping_loop(ctx, ctx.stop)))
     ctx.background.append(asyncio.create_task(ttl_loop(ctx, ctx.stop)))

@@ -1,0 +1,184 @@
+"""kopf peering (one active operator among those sharing a peering name), set up at start.
+
+* ``--standalone``: no peering; this operator always leads.
+* Otherwise the peering object (``ClusterKopfPeering`` when serving every namespace, a
+  ``KopfPeering`` in each served namespace otherwise) named ``--peering`` is used, and created
+  when missing, so an operator started by hand acts at once instead of idling until someone
+  creates it. The Helm chart names it after the release, so two releases never share one.
+* Without kopf's peering CRDs in the cluster the operator runs standalone and says so.
+* Identity: ``$POD_ID`` (the chart sets the pod name), else ``user@host/pid``. A container
+  that crashed and restarted in its pod keeps its identity, so its old record is its own, not
+  a peer's to wait for; by hand, the records of dead processes of this host are removed at
+  start. Either way a restart acts at once rather than pausing until the old record expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from taskflow_operator.settings import OperatorConfig
+
+log = logging.getLogger("taskflow.operator.peering")
+GROUP, VERSION = "kopf.dev", "v1"
+CLUSTER = ("ClusterKopfPeering", "clusterkopfpeerings")
+NAMESPACED = ("KopfPeering", "kopfpeerings")
+
+
+def identity() -> str:
+    pod = os.environ.get("POD_ID")
+    return pod or f"{_host_prefix()}{os.getpid()}"
+
+
+def _host_prefix() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}/"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_local_records(
+    status: dict[str, Any], own: str, prefix: str, alive: Callable[[int], bool] = _alive
+) -> list[str]:
+    """Records of processes of this host (``prefix``) that are gone: a crashed predecessor."""
+    out = []
+    for ident in status:
+        rest = ident.removeprefix(prefix)
+        if ident != own and rest != ident and rest.isdigit() and not alive(int(rest)):
+            out.append(ident)
+    return out
+
+
+@dataclass(frozen=True)
+class Peering:
+    """Where the peering objects are: ``namespaces`` empty means the cluster-wide one."""
+
+    name: str
+    namespaces: tuple[str, ...]
+
+    @property
+    def kind(self) -> tuple[str, str]:
+        return NAMESPACED if self.namespaces else CLUSTER
+
+    @property
+    def crd(self) -> str:
+        return f"{self.kind[1]}.{GROUP}"
+
+    def places(self) -> Iterable[str | None]:
+        return self.namespaces or (None,)
+
+
+async def configure(settings: kopf.OperatorSettings, config: OperatorConfig, api: Any) -> None:
+    """Decide standalone or peered before kopf starts watching; create what is missing."""
+    if config.standalone:
+        log.info("standalone: no peering, this operator always leads")
+        return
+    peering = Peering(config.peering_name, config.namespaces)
+    if not await asyncio.to_thread(_crd_served, api, peering.crd):
+        log.warning(
+            "kopf's peering CRD %s is not installed: running standalone (run one operator "
+            "only, or install crds/kopf-peering.yaml for leader election)",
+            peering.crd,
+        )
+        settings.peering.standalone = True
+        settings.peering.mandatory = False
+        return
+    for namespace in peering.places():
+        await asyncio.to_thread(_ensure_object, api, peering, namespace)
+    where = ", ".join(peering.namespaces) or "cluster-wide"
+    log.info(
+        "peering %r (%s, priority %d) as %s",
+        peering.name,
+        where,
+        config.priority,
+        identity(),
+    )
+
+
+def _crd_served(api: Any, name: str) -> bool:
+    ext = client.ApiextensionsV1Api(api)
+    found = ext.list_custom_resource_definition(field_selector=f"metadata.name={name}")
+    return bool(found.items)
+
+
+def _ensure_object(api: Any, peering: Peering, namespace: str | None) -> None:
+    custom = client.CustomObjectsApi(api)
+    kind, plural = peering.kind
+    what = f"{kind} {peering.name}" + (f" in {namespace}" if namespace else "")
+    try:
+        if namespace is None:
+            body = cast(
+                dict[str, Any],
+                custom.get_cluster_custom_object(GROUP, VERSION, plural, peering.name),
+            )
+        else:
+            body = cast(
+                dict[str, Any],
+                custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, peering.name
+                ),
+            )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        _create(custom, peering, namespace, what)
+        return
+    _forget_dead_predecessors(custom, peering, namespace, dict(body.get("status") or {}))
+
+
+def _create(custom: Any, peering: Peering, namespace: str | None, what: str) -> None:
+    kind, plural = peering.kind
+    obj: dict[str, Any] = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "metadata": {"name": peering.name, "labels": {"app.kubernetes.io/part-of": "taskflow"}},
+    }
+    try:
+        if namespace is None:
+            custom.create_cluster_custom_object(GROUP, VERSION, plural, obj)
+        else:
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, obj)
+    except ApiException as exc:
+        if exc.status == 409:
+            return  # a peer created it meanwhile
+        if exc.status == 403:
+            raise kopf.PermanentError(
+                f"the peering object {what} is missing and this operator may not create it: "
+                "create it, pass --peering NAME of an existing one, or --standalone"
+            ) from None
+        raise
+    log.info("created the peering object %s", what)
+
+
+def _forget_dead_predecessors(
+    custom: Any, peering: Peering, namespace: str | None, status: dict[str, Any]
+) -> None:
+    dead = dead_local_records(status, identity(), _host_prefix())
+    if not dead:
+        return
+    patch = {"status": dict.fromkeys(dead)}
+    _, plural = peering.kind
+    if namespace is None:
+        custom.patch_cluster_custom_object(GROUP, VERSION, plural, peering.name, patch)
+    else:
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, peering.name, patch
+        )
+    log.info("removed the peering records of exited processes of this host: %s", dead)
