@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import logging
 import os
 import socket
@@ -91,17 +92,16 @@ async def configure(settings: kopf.OperatorSettings, config: OperatorConfig, api
         log.info("standalone: no peering, this operator always leads")
         return
     peering = Peering(config.peering_name, config.namespaces)
-    if not await asyncio.to_thread(_crd_served, api, peering.crd):
-        log.warning(
-            "kopf's peering CRD %s is not installed: running standalone (run one operator "
-            "only, or install crds/kopf-peering.yaml for leader election)",
-            peering.crd,
-        )
-        settings.peering.standalone = True
-        settings.peering.mandatory = False
-        return
     for namespace in peering.places():
-        await asyncio.to_thread(_ensure_object, api, peering, namespace)
+        if not await asyncio.to_thread(_ensure_object, api, peering, namespace):
+            log.warning(
+                "kopf's peering CRD %s is not installed: running standalone (run one operator "
+                "only, or install crds/kopf-peering.yaml for leader election)",
+                peering.crd,
+            )
+            settings.peering.standalone = True
+            settings.peering.mandatory = False
+            return
     where = ", ".join(peering.namespaces) or "cluster-wide"
     log.info(
         "peering %r (%s, priority %d) as %s",
@@ -112,13 +112,8 @@ async def configure(settings: kopf.OperatorSettings, config: OperatorConfig, api
     )
 
 
-def _crd_served(api: Any, name: str) -> bool:
-    ext = client.ApiextensionsV1Api(api)
-    found = ext.list_custom_resource_definition(field_selector=f"metadata.name={name}")
-    return bool(found.items)
-
-
-def _ensure_object(api: Any, peering: Peering, namespace: str | None) -> None:
+def _ensure_object(api: Any, peering: Peering, namespace: str | None) -> bool:
+    """Create the peering object when missing; False when the cluster has no such resource."""
     custom = client.CustomObjectsApi(api)
     kind, plural = peering.kind
     what = f"{kind} {peering.name}" + (f" in {namespace}" if namespace else "")
@@ -138,9 +133,21 @@ def _ensure_object(api: Any, peering: Peering, namespace: str | None) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise
+        if not _names_an_object(exc):
+            return False  # the resource itself is unknown: no CRD
         _create(custom, peering, namespace, what)
-        return
+        return True
     _forget_dead_predecessors(custom, peering, namespace, dict(body.get("status") or {}))
+    return True
+
+
+def _names_an_object(exc: ApiException) -> bool:
+    """A 404 about a missing object names it; one about a missing resource type does not."""
+    try:
+        details = json.loads(exc.body or "{}").get("details") or {}
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return bool(details.get("name"))
 
 
 def _create(custom: Any, peering: Peering, namespace: str | None, what: str) -> None:

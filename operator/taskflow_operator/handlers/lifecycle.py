@@ -39,6 +39,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.persistence.finalizer = f"{ANNOTATIONS_PREFIX}/operator"
         settings.posting.level = logging.INFO
         settings.watching.server_timeout = 300
+        # Serving named namespaces needs no cluster-wide access (the chart grants a Role in
+        # each): no listing of namespaces, no watching of CRDs (installed before the operator).
+        settings.scanning.disabled = bool(config.namespaces)
         ctx = await _start(config)
         try:
             await peering.configure(settings, config, ctx.kube.api)
