@@ -87,6 +87,12 @@ async def reconcile_queue(ctx: OperatorContext, body: Any, *, scale: bool) -> Pa
             result = await _pass(ctx, body, report, scale=scale)
         except Refused as exc:
             result = PassResult(None, None, exc.failure, None, 0, backoff=True)
+        log.debug(
+            "pass %s/%s: %s",
+            meta["namespace"],
+            meta["name"],
+            result.failure.reason if result.failure else "ok",
+        )
         if result.failure is None:
             _post(body, report.succeeded())
         else:
