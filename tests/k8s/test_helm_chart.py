@@ -39,6 +39,7 @@ def test_chart_lints(helm: str) -> None:
         [],
         ["--set", "operator.keda=true", "--set", "api.token=s3cret"],
         ["--set", "connection.existingSecret=mine", "--set", "api.enabled=false"],
+        ["--set", "operator.watchNamespaces[0]=default", "--set", "operator.peeringName=team-a"],
     ],
 )
 def test_rendered_chart_passes_server_side_validation(

@@ -117,8 +117,8 @@ def undescribed(node: dict[str, Any], path: str) -> list[str]:
 
 
 def test_every_field_has_a_description_for_kubectl_explain() -> None:
-    for kind in KINDS:
-        assert undescribed(schema_of(kind), kind.kind) == []
+    for kind in KINDS:  # metadata is ObjectMeta: the API server describes it
+        assert undescribed(schema_of(kind), kind.kind) == [f"{kind.kind}.metadata"]
 
 
 def test_the_models_check_what_the_schema_checks() -> None:
