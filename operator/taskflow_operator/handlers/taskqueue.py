@@ -71,7 +71,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                     elif unexpected != str(exc):
                         log.error("taskqueue pass failed: %s", exc, extra={"queue": "/".join(key)})
                     unexpected = str(exc)
-                await _pause(stopped, report, report.delay(poll_interval(body)))
+                await _pause(report, report.delay(poll_interval(body)))
         finally:
             ctx.leadership.release()
             ctx.histories.pop(key, None)
@@ -80,18 +80,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             ctx.metrics.forget_queue(*key)
 
 
-async def _pause(stopped: kopf.DaemonStopped, report: QueueReport, seconds: float) -> None:
-    """Sleep ``seconds``, less when the daemon is stopped or the queue recovered meanwhile (an
-    event handler's pass succeeded: the backoff is over)."""
+async def _pause(report: QueueReport, seconds: float) -> None:
+    """Sleep ``seconds``, less when the queue recovered meanwhile (an event handler's pass
+    succeeded: the backoff is over). kopf cancels the daemon when it stops."""
     report.recovered.clear()
-    waiters = [
-        asyncio.ensure_future(stopped.wait(seconds)),
-        asyncio.ensure_future(report.recovered.wait()),
-    ]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await w
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(report.recovered.wait(), seconds)
