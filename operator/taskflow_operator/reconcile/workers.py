@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 from kubernetes.client.exceptions import ApiException
 
 from taskflow.keys import QueueRef
@@ -53,6 +54,11 @@ async def ensure_workers(
         return await _ensure_workers(ctx, owner, spec, generation)
     except ApiException as exc:
         raise Refused(refusal(exc, owner)) from None
+    except pydantic.ValidationError as exc:
+        # kubernetes-client 37 checks bodies against the API's models before sending them.
+        raise Refused(
+            Failure("DeploymentRefused", f"the worker Deployment is invalid: {_client_error(exc)}")
+        ) from None
 
 
 async def _ensure_workers(
@@ -108,6 +114,16 @@ def refusal(exc: ApiException, owner: Owner) -> Failure:
             "DeploymentRefused", f"the API server refused the worker Deployment: {message}"
         )
     return Failure("KubernetesError", f"{exc.status} {exc.reason}: {message}")
+
+
+def _client_error(exc: pydantic.ValidationError) -> str:
+    """The first error, its path spelled as the API server spells it."""
+    err = exc.errors()[0]
+    loc = list(err["loc"])
+    if loc and isinstance(loc[0], int):
+        loc = loc[1:]  # the position of the body among the call's arguments
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    return f"{path}: {err['msg']}"
 
 
 def _api_message(exc: ApiException) -> str:
