@@ -6,7 +6,7 @@
   when missing, so an operator started by hand acts at once instead of idling until someone
   creates it. The Helm chart names it after the release, so two releases never share one.
 * Without kopf's peering CRDs in the cluster the operator runs standalone and says so.
-* Identity: ``$POD_ID`` (the chart sets the pod name), else ``user@host/pid``. A container
+* Identity: ``$POD_ID`` (the chart sets the pod name), else ``user@host/pid/random``. A container
   that crashed and restarted in its pod keeps its identity, so its old record is its own, not
   a peer's to wait for; by hand, the records of dead processes of this host are removed at
   start. Either way a restart acts at once rather than pausing until the old record expires.
@@ -19,6 +19,7 @@ import getpass
 import json
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,8 +38,9 @@ NAMESPACED = ("KopfPeering", "kopfpeerings")
 
 
 def identity() -> str:
+    """``$POD_ID``, else ``user@host/pid/random`` (operators may share a process in tests)."""
     pod = os.environ.get("POD_ID")
-    return pod or f"{_host_prefix()}{os.getpid()}"
+    return pod or f"{_host_prefix()}{os.getpid()}/{secrets.token_hex(3)}"
 
 
 def _host_prefix() -> str:
@@ -61,8 +63,8 @@ def dead_local_records(
     """Records of processes of this host (``prefix``) that are gone: a crashed predecessor."""
     out = []
     for ident in status:
-        rest = ident.removeprefix(prefix)
-        if ident != own and rest != ident and rest.isdigit() and not alive(int(rest)):
+        pid = ident.removeprefix(prefix).split("/")[0]
+        if ident != own and ident.startswith(prefix) and pid.isdigit() and not alive(int(pid)):
             out.append(ident)
     return out
 

@@ -39,7 +39,7 @@ def test_chart_lints(helm: str) -> None:
         [],
         ["--set", "operator.keda=true", "--set", "api.token=s3cret"],
         ["--set", "connection.existingSecret=mine", "--set", "api.enabled=false"],
-        ["--set", "operator.watchNamespaces[0]=default", "--set", "operator.peeringName=team-a"],
+        ["--set", "operator.watchNamespaces[0]={namespace}", "--set", "operator.peeringName=a"],
     ],
 )
 def test_rendered_chart_passes_server_side_validation(
@@ -52,7 +52,7 @@ def test_rendered_chart_passes_server_side_validation(
     install_crds(k8s_api)  # a dry run cannot check objects whose CRD is in the same batch
     rendered = run(
         helm, "template", "taskflow", str(CHART), "--namespace", k8s_namespace, "--include-crds",
-        *values,
+        *(v.format(namespace=k8s_namespace) for v in values),
     )  # fmt: skip
     assert rendered.returncode == 0, rendered.stderr
     applied = run(

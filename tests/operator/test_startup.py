@@ -157,11 +157,13 @@ def test_records_of_dead_processes_of_this_host_are_the_only_ones_forgotten() ->
     from taskflow_operator.peering import dead_local_records
 
     status = {
-        "me@box/100": {},  # this process
-        "me@box/200": {},  # a crashed predecessor
-        "me@box/300": {},  # another operator on this host, alive
-        "me@other/200": {},  # another host: not ours to judge
+        "me@box/100/a1": {},  # this operator
+        "me@box/100/b2": {},  # another one in this process
+        "me@box/200/c3": {},  # a crashed predecessor
+        "me@box/300/d4": {},  # another operator on this host, alive
+        "me@other/200/e5": {},  # another host: not ours to judge
         "pod-abc": {},  # a pod
     }
-    dead = dead_local_records(status, "me@box/100", "me@box/", alive=lambda pid: pid == 300)
-    assert dead == ["me@box/200"]
+    alive = {100, 300}.__contains__
+    dead = dead_local_records(status, "me@box/100/a1", "me@box/", alive=alive)
+    assert dead == ["me@box/200/c3"]
