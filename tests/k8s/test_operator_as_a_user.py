@@ -207,25 +207,30 @@ def test_an_operator_started_by_hand_creates_its_peering_object_and_acts(
 
 
 def operator_process(
-    kubeconfig: Path, namespace: str, log: Path, settings: Any
+    kubeconfig: Path, namespace: str, log: Path, settings: Any, *, flag: bool
 ) -> subprocess.Popen[bytes]:
+    """``taskflow operator`` given its kubeconfig by ``--kubeconfig`` or by ``$KUBECONFIG``."""
     env = {
         **os.environ,
         "TASKFLOW_REDIS_URL": settings.redis_url,
         "TASKFLOW_DATABASE_URL": settings.database_url,
         "PYTHONPATH": os.pathsep.join(sys.path),
     }
-    env.pop("POD_ID", None)
+    for name in ("POD_ID", "KUBECONFIG", "KUBERNETES_SERVICE_HOST"):
+        env.pop(name, None)
+    args = ["--kubeconfig", str(kubeconfig)] if flag else []
+    if not flag:
+        env["KUBECONFIG"] = str(kubeconfig)
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "taskflow", "operator", "--kubeconfig", str(kubeconfig),
-             "--namespace", namespace, "--peering", "restarts", "--http-port", "0",
-             "--liveness", "", "--log-format", "text"],
+            [sys.executable, "-m", "taskflow", "operator", *args, "--namespace", namespace,
+             "--peering", "restarts", "--http-port", "0", "--liveness", "", "--log-format",
+             "text"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
 
 
-def test_a_crash_restart_acts_at_once(
+def test_a_crash_restart_acts_at_once_and_kubeconfig_from_the_environment_is_used(
     operator_settings: Any,
     k8s_api: client.ApiClient,
     k8s_kubeconfig: Path,
@@ -241,7 +246,7 @@ def test_a_crash_restart_acts_at_once(
         )
         return dict(body.get("status") or {})
 
-    first = operator_process(k8s_kubeconfig, k8s_namespace, log, operator_settings)
+    first = operator_process(k8s_kubeconfig, k8s_namespace, log, operator_settings, flag=True)
     second: subprocess.Popen[bytes] | None = None
     try:
         objects.create("taskqueues", taskqueue("before"))
@@ -251,12 +256,14 @@ def test_a_crash_restart_acts_at_once(
         first.wait(10)
         assert any(f"/{first.pid}/" in k for k in peers())
         mark = len(log.read_text())
-        second = operator_process(k8s_kubeconfig, k8s_namespace, log, operator_settings)
+        # Restarted as a person would from a shell with KUBECONFIG exported.
+        second = operator_process(k8s_kubeconfig, k8s_namespace, log, operator_settings, flag=False)
         objects.create("taskqueues", taskqueue("after"))
         eventually(lambda: objects.deployment("after-workers"), 60, "the restarted one acts")
         assert not any(f"/{first.pid}/" in k for k in peers())
         after = log.read_text()[mark:]
         assert "Pausing" not in after and "conflicting operators" not in after, after
+        assert f"Kubernetes: {k8s_kubeconfig}, from KUBECONFIG" in after, after
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
