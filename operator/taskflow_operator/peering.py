@@ -6,6 +6,8 @@
   when missing, so an operator started by hand acts at once instead of idling until someone
   creates it. The Helm chart names it after the release, so two releases never share one.
 * Without kopf's peering CRDs in the cluster the operator runs standalone and says so.
+* Priority: ``--priority``, else seniority: of identical replicas (the chart's), the one that
+  started first leads; kopf pauses the others, and would pause all of them on a tie.
 * Identity: ``$POD_ID`` (the chart sets the pod name), else ``user@host/pid/random``. A container
   that crashed and restarted in its pod keeps its identity, so its old record is its own, not
   a peer's to wait for; by hand, the records of dead processes of this host are removed at
@@ -21,6 +23,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -104,14 +107,23 @@ async def configure(settings: kopf.OperatorSettings, config: OperatorConfig, api
             settings.peering.standalone = True
             settings.peering.mandatory = False
             return
+    if config.priority is None:
+        settings.peering.priority = seniority()
     where = ", ".join(peering.namespaces) or "cluster-wide"
     log.info(
         "peering %r (%s, priority %d) as %s",
         peering.name,
         where,
-        config.priority,
+        settings.peering.priority,
         identity(),
     )
+
+
+def seniority(now_ns: int | None = None) -> int:
+    """A priority that is higher the earlier the operator started (its start time in
+    microseconds, negated): identical replicas never tie, so one leads and the others wait,
+    and a restarted replica does not take the lead from one that kept running."""
+    return -((time.time_ns() if now_ns is None else now_ns) // 1000)
 
 
 def _ensure_object(api: Any, peering: Peering, namespace: str | None) -> bool:

@@ -37,7 +37,12 @@ def parse_args(argv: Sequence[str]) -> tuple[OperatorConfig, argparse.Namespace]
         help="kopf peering name, created when missing (taskflow); the chart uses the release's",
     )
     p.add_argument("--standalone", action="store_true", help="no peering / leader election")
-    p.add_argument("--priority", type=int, default=d.priority, help="peering priority (0)")
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=d.priority,
+        help="peering priority: the highest leads (default: the one running longest)",
+    )
     p.add_argument("--task-poll", type=float, default=d.task_poll_seconds, help="seconds (2)")
     p.add_argument(
         "--housekeeping",

@@ -29,7 +29,8 @@ class OperatorConfig:
     #: kopf peering: operators sharing a name elect one active leader.
     peering_name: str = "taskflow"
     standalone: bool = False
-    priority: int = 0
+    #: None: by start time, so that of identical replicas the one running longest leads.
+    priority: int | None = None
     #: How often a running Task's status is compared with the engine.
     task_poll_seconds: float = 2.0
     #: Timeout of one worker pod's ``/healthz`` probe (in-flight count for deletion cost).

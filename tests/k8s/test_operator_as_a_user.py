@@ -66,6 +66,7 @@ def records() -> Iterator[Records]:
     levels = {n: logging.getLogger(n).level for n in names}
     for name in names:
         logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
     logging.getLogger("taskflow.operator.queues").setLevel(logging.DEBUG)
     yield handler
     for name in names:
@@ -407,3 +408,46 @@ async def test_scaling_is_told_and_deleting_a_queue_cancels_its_tasks(
     finally:
         await asyncio.to_thread(op.stop)
     assert op.error is None
+
+
+def test_identical_replicas_elect_the_one_running_longest(
+    operator_settings: Any,
+    k8s_api: client.ApiClient,
+    k8s_kubeconfig: Path,
+    k8s_namespace: str,
+    records: Records,
+) -> None:
+    """The chart's replicas share a peering and give no priority: one leads, not none."""
+    objects = Objects(k8s_api, k8s_namespace)
+    config = operator_config(
+        k8s_kubeconfig, k8s_namespace, standalone=False, peering_name="replicas"
+    )
+    assert config.priority is None
+
+    def peers() -> int:
+        body = objects.custom.get_namespaced_custom_object(
+            "kopf.dev", "v1", k8s_namespace, "kopfpeerings", "replicas"
+        )
+        return len(body.get("status") or {})
+
+    first = RunningOperator(config).start()
+    second: RunningOperator | None = None
+    try:
+        objects.create("taskqueues", taskqueue("one"))
+        eventually(lambda: objects.deployment("one-workers"), TIMEOUT, "the first acts")
+        second = RunningOperator(config).start()
+        eventually(lambda: peers() == 2 or None, TIMEOUT, "both in the peering")
+        objects.create("taskqueues", taskqueue("two"))
+        eventually(lambda: objects.deployment("two-workers"), TIMEOUT, "the leader acts")
+        # kopf starts peered operators paused; only the leader resumed.
+        assert records.count("Resuming operations") == 1
+        first.stop()
+        objects.create("taskqueues", taskqueue("three"))
+        eventually(lambda: objects.deployment("three-workers"), 60, "the second takes over")
+        assert records.count("Resuming operations") == 2
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
+    assert records.count("including self") == 0
+    assert first.error is None and (second is None or second.error is None)
