@@ -142,3 +142,17 @@ def test_taskqueue_gets_an_owned_worker_deployment_that_is_repaired_and_collecte
     # Deleting the queue garbage-collects its Deployment.
     objects.delete("taskqueues", "emails")
     eventually(lambda: objects.deployment("emails-workers") is None, 60.0, "deployment collected")
+
+
+def test_kubectl_explain_describes_the_fields(crds: None, k8s_kubeconfig: Any) -> None:
+    from tests.k8s.test_operator_scaling import kubectl
+
+    eventually(
+        lambda: "Bounds of the worker Deployment" in kubectl(k8s_kubeconfig, "explain", "tq.spec"),
+        TIMEOUT,
+        "the schema published",
+    )
+    spec = kubectl(k8s_kubeconfig, "explain", "taskqueue.spec.replicas.min")
+    assert "Fewest pods (0: scale to zero)" in spec, spec
+    status = kubectl(k8s_kubeconfig, "explain", "task.status.conditions")
+    assert "Submitted (the engine accepted it)" in status, status
