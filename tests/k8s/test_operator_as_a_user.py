@@ -103,9 +103,9 @@ def helm() -> str:
     return str(path)
 
 
-def rendered(namespace: str, *values: str) -> list[dict[str, Any]]:
+def rendered(namespace: str, *values: str, release: str = "taskflow") -> list[dict[str, Any]]:
     out = subprocess.run(
-        [helm(), "template", "taskflow", str(CHART), "--namespace", namespace, *values],
+        [helm(), "template", release, str(CHART), "--namespace", namespace, *values],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     return [d for d in yaml.safe_load_all(out.stdout) if d]
@@ -141,26 +141,10 @@ def test_chart_rbac_and_a_bearer_token_run_the_operator_in_its_namespace(
     wanted = [
         d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding", "KopfPeering")
     ]
-    applied = subprocess.run(
-        [str(asset_dir() / "kubectl"), f"--kubeconfig={k8s_kubeconfig}", "apply", "-n", ns,
-         "-f", "-"],
-        input=yaml.safe_dump_all(wanted), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert applied.returncode == 0, applied.stderr
+    apply_docs(k8s_kubeconfig, ns, wanted)
     account = "taskflow-operator"
     user = f"system:serviceaccount:{ns}:{account}"
-    # Like `kubectl create token`: a bound service-account token in a kubeconfig.
-    issued = objects_core(k8s_api).create_namespaced_service_account_token(
-        account,
-        ns,
-        client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(
-                audiences=["https://kubernetes.default.svc.cluster.local"],
-                expiration_seconds=3600,
-            )
-        ),
-    )
-    kubeconfig = token_kubeconfig(k8s_kubeconfig, issued.status.token, tmp_path / "sa.kubeconfig")
+    kubeconfig = account_kubeconfig(k8s_api, k8s_kubeconfig, ns, account, tmp_path / "sa")
     whoami = subprocess.run(
         [str(asset_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", "auth", "whoami", "-o",
          "jsonpath={.status.userInfo.username}"],
@@ -189,6 +173,75 @@ def test_chart_rbac_and_a_bearer_token_run_the_operator_in_its_namespace(
 
 def objects_core(api: client.ApiClient) -> client.CoreV1Api:
     return client.CoreV1Api(api)
+
+
+def apply_docs(kubeconfig: Path, namespace: str, docs: list[dict[str, Any]]) -> None:
+    applied = subprocess.run(
+        [str(asset_dir() / "kubectl"), f"--kubeconfig={kubeconfig}", "apply", "-n", namespace,
+         "-f", "-"],
+        input=yaml.safe_dump_all(docs), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+
+
+def account_kubeconfig(
+    api: client.ApiClient, admin: Path, namespace: str, account: str, path: Path
+) -> Path:
+    """Like ``kubectl create token``: a bound service-account token in a kubeconfig."""
+    issued = objects_core(api).create_namespaced_service_account_token(
+        account,
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(
+                audiences=["https://kubernetes.default.svc.cluster.local"],
+                expiration_seconds=3600,
+            )
+        ),
+    )
+    return token_kubeconfig(admin, issued.status.token, path)
+
+
+def test_chart_cluster_role_runs_the_operator_cluster_wide(
+    operator_settings: Any,
+    k8s_api: client.ApiClient,
+    k8s_kubeconfig: Path,
+    k8s_namespace: str,
+    tmp_path: Path,
+    records: Records,
+) -> None:
+    release = f"tf{k8s_namespace[-6:]}"
+    docs = rendered(k8s_namespace, release=release)
+    cluster_docs = [
+        d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering")
+    ]
+    account = [d for d in docs if d["kind"] == "ServiceAccount"]
+    assert len(cluster_docs) == 3
+    apply_docs(k8s_kubeconfig, k8s_namespace, account + cluster_docs)
+    rbac = client.RbacAuthorizationV1Api(k8s_api)
+    try:
+        kubeconfig = account_kubeconfig(
+            k8s_api, k8s_kubeconfig, k8s_namespace, f"{release}-operator", tmp_path / "k"
+        )
+        objects = Objects(k8s_api, k8s_namespace)
+        config = operator_config(kubeconfig, standalone=False, peering_name=release)
+        with operator(config):
+            objects.create("taskqueues", taskqueue("wide", replicas={"min": 1, "max": 2}))
+            objects.create("tasks", task("one", "wide", "noop"))
+            eventually(lambda: objects.deployment("wide-workers"), TIMEOUT, "deployment")
+            eventually(lambda: condition(objects, "wide", "Ready"), TIMEOUT, "queue status")
+            eventually(
+                lambda: ((objects.get("tasks", "one") or {}).get("status") or {}).get("taskId"),
+                TIMEOUT,
+                "task submitted and its status written",
+            )
+            eventually(lambda: "Created" in reasons(objects, "wide"), TIMEOUT, "an Event")
+        assert records.count("Forbidden") == 0 and records.count("Not enough permissions") == 0
+    finally:
+        rbac.delete_cluster_role_binding(f"{release}-operator")
+        rbac.delete_cluster_role(f"{release}-operator")
+        client.CustomObjectsApi(k8s_api).delete_cluster_custom_object(
+            "kopf.dev", "v1", "clusterkopfpeerings", release
+        )
 
 
 def test_an_operator_started_by_hand_creates_its_peering_object_and_acts(
