@@ -167,3 +167,13 @@ def test_records_of_dead_processes_of_this_host_are_the_only_ones_forgotten() ->
     alive = {100, 300}.__contains__
     dead = dead_local_records(status, "me@box/100/a1", "me@box/", alive=alive)
     assert dead == ["me@box/200/c3"]
+
+
+def test_the_http_port_defaults_apart_from_taskflow_dev_and_the_api() -> None:
+    from taskflow.cli.parser import build_parser
+    from taskflow_operator.runner import parse_args
+
+    config, _ = parse_args([])
+    dev = build_parser().parse_args(["dev"])
+    assert config.http_port == 8090 != dev.http_port == 8080
+    assert config.priority is None  # peers rank by start time unless told
