@@ -177,3 +177,47 @@ def test_the_http_port_defaults_apart_from_taskflow_dev_and_the_api() -> None:
     dev = build_parser().parse_args(["dev"])
     assert config.http_port == 8090 != dev.http_port == 8080
     assert config.priority is None  # peers rank by start time unless told
+
+
+class FakeCustomObjects:
+    """The API server's answers to the peering set-up, without a cluster: the object is not
+    found, with ``body`` saying whether the object or its whole resource is missing."""
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.created: list[tuple[object, ...]] = []
+
+    def get_namespaced_custom_object(self, *args: object) -> dict[str, object]:
+        from kubernetes.client.exceptions import ApiException
+
+        exc = ApiException(status=404, reason="Not Found")
+        exc.body = self.body
+        raise exc
+
+    def create_namespaced_custom_object(self, *args: object) -> None:
+        self.created.append(args)
+
+
+@pytest.mark.parametrize(
+    ("body", "standalone"),
+    [
+        ('{"reason":"NotFound","details":{}}', True),  # no such resource: no peering CRD
+        ('{"reason":"NotFound","details":{"name":"p"}}', False),  # no such object: made
+    ],
+)
+async def test_peering_is_created_when_missing_and_absent_crds_mean_standalone(
+    monkeypatch: pytest.MonkeyPatch, body: str, standalone: bool
+) -> None:
+    from taskflow_operator import peering
+
+    fake = FakeCustomObjects(body)
+    monkeypatch.setattr(peering.client, "CustomObjectsApi", lambda api: fake)
+    settings = kopf.OperatorSettings()
+    settings.peering.mandatory = True
+    config = OperatorConfig(namespaces=("team",), peering_name="p")
+    await peering.configure(settings, config, api=None)
+    assert settings.peering.standalone is standalone
+    assert settings.peering.mandatory is not standalone
+    assert len(fake.created) == (0 if standalone else 1)
+    if not standalone:
+        assert settings.peering.priority < 0  # by start time
