@@ -53,3 +53,25 @@ def test_scale_changes_are_coalesced_into_one_event_per_interval() -> None:
     assert r.scaled(2, 0, now=1000, detail="backlog 0") == Notice(
         False, "Scaled", "2 -> 0 replicas (backlog 0)"
     )
+
+
+def test_refusals_of_the_api_server_read_as_what_to_fix() -> None:
+    import json
+
+    from kubernetes.client.exceptions import ApiException
+
+    from taskflow_operator.builders.common import Owner
+    from taskflow_operator.reconcile.workers import refusal
+
+    owner = Owner("TaskQueue", "mail", "team", "uid")
+
+    def refused(status: int, message: str) -> Failure:
+        exc = ApiException(status=status, reason="x")
+        exc.body = json.dumps({"kind": "Status", "message": message})
+        return refusal(exc, owner)
+
+    invalid = refused(422, 'Deployment.apps "mail-workers" is invalid: spec.replicas: bad')
+    assert invalid.reason == "DeploymentRefused"
+    assert invalid.message.endswith("is invalid: spec.replicas: bad")
+    assert refused(403, "forbidden: quota").reason == "Forbidden"
+    assert refused(500, "etcd").reason == "KubernetesError"

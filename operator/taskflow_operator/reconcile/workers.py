@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydantic
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from taskflow.keys import QueueRef
@@ -54,6 +55,8 @@ async def ensure_workers(
         return await _ensure_workers(ctx, owner, spec, generation)
     except ApiException as exc:
         raise Refused(refusal(exc, owner)) from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise Refused(Failure("KubernetesUnavailable", f"the API server: {exc}")) from None
     except pydantic.ValidationError as exc:
         # kubernetes-client 37 checks bodies against the API's models before sending them.
         raise Refused(
