@@ -115,6 +115,7 @@ async def _autoscale(
             now=now,
         )
     ctx.histories[key] = decision.history
+    ctx.metrics.decided(owner.namespace, owner.name, decision)
     if decision.desired != current:
         await ctx.kube.scale_deployment(owner.namespace, workers_name(owner.name), decision.desired)
         direction = "up" if decision.desired > current else "down"
