@@ -34,6 +34,7 @@ from taskflow.worker_session import AttemptEnd, LeaseEvents, WorkerSession
 from taskflow_worker.context import PermanentError, TaskContext
 from taskflow_worker.router import HandlerSpec, Router
 from taskflow_worker.threads import HandlerThreads
+from taskflow_worker.tracing import traced
 
 log = logging.getLogger("taskflow.worker")
 
@@ -282,7 +283,7 @@ class Worker:
         assert session is not None
         claim = flight.claim
         try:
-            end = await self._execute(flight)
+            end = await traced(claim, self._execute(flight))
         except Exception as exc:  # a defect of the runtime itself: fail the attempt, loudly
             log.exception("running task %s failed", claim.id)
             end = AttemptEnd(Outcome.FAILED, error=f"worker error: {exc!r}", retryable=True)
