@@ -4,8 +4,15 @@ span under it, and the worker's span of each attempt under that, DAG steps inclu
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -165,3 +172,68 @@ def test_tracing_is_off_unless_the_environment_asks() -> None:
     assert tracing.wanted({"OTEL_TRACES_EXPORTER": "otlp"})
     assert tracing.wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
     assert not tracing.wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "x", "OTEL_TRACES_EXPORTER": "none"})
+
+
+def test_the_client_works_without_opentelemetry() -> None:
+    """``opentelemetry-api`` is optional for the client: absent, calls carry nothing more."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from importlib.abc import MetaPathFinder
+
+        class Block(MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "opentelemetry":
+                    raise ImportError(name)
+                return None
+
+        sys.meta_path.insert(0, Block())
+        from taskflow_client import _tracing
+        from taskflow_client.v1 import tasks_pb2 as pb
+
+        request = pb.SubmitTaskRequest(task=pb.TaskSpec(queue="q", handler="h"))
+        with _tracing.traced("SubmitTask", request, (("a", "b"),)) as metadata:
+            assert metadata == (("a", "b"),), metadata
+        assert not request.task.labels
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def go_spans(stderr: str) -> list[dict[str, Any]]:
+    """The spans the Go client printed (``-trace``: one JSON object per span)."""
+    decoder = json.JSONDecoder()
+    spans, i = [], 0
+    while (start := stderr.find("{", i)) >= 0:
+        span, i = decoder.raw_decode(stderr, start)
+        spans.append(span)
+    return spans
+
+
+async def test_the_go_client_propagates_its_context(
+    spans: InMemorySpanExporter, stack: Stack, go_client_binary: Path
+) -> None:
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    proc = await asyncio.create_subprocess_exec(
+        str(go_client_binary), "-addr", stack.target, "-queue", QUEUE, "-handler", "ok",
+        "-payload", '{"from": "go"}', "-timeout", "60s", "-trace",
+        env={**os.environ, "TRACEPARENT": f"00-{trace_id}-{parent}-01"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    task_id = json.loads(out)["task_id"]
+    [go] = [s for s in go_spans(err.decode()) if s["Name"].endswith("/SubmitTask")]
+    assert go["SpanContext"]["TraceID"] == trace_id
+    assert go["Parent"]["SpanID"] == parent
+
+    [worker] = await finished(spans, "run ok")
+    [api] = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert f"{api.context.trace_id:032x}" == trace_id
+    assert f"{parent_id(api):016x}" == go["SpanContext"]["SpanID"]
+    assert parent_id(worker) == api.context.span_id
+    assert worker.attributes is not None and worker.attributes["taskflow.task_id"] == task_id
