@@ -87,10 +87,12 @@ class ApiMetrics:
         )
         self.submitted = Counter(
             "taskflow_tasks_submitted",
-            "Tasks accepted (idempotent resubmissions not counted).",
+            "Tasks accepted by SubmitTask(s) (idempotent resubmissions, DAG steps and cron "
+            "fires not counted).",
             ["namespace", "queue", "handler"],
             registry=self.registry,
         )
+        self._submitted: dict[tuple[str, str, str], Counter] = {}  # labelled children
         self.queues = QueueCollector(list_queues)
         self.registry.register(self.queues)
 
@@ -99,9 +101,14 @@ class ApiMetrics:
         self.latency.labels(method, code.name).observe(seconds)
 
     def on_submit(self, specs: Sequence[TaskSubmission], results: Sequence[SubmitResult]) -> None:
+        cache = self._submitted
         for spec, result in zip(specs, results, strict=True):
             if result.created:
-                self.submitted.labels(spec.namespace, spec.queue, spec.handler).inc()
+                key = (spec.namespace, spec.queue, spec.handler)
+                child = cache.get(key)
+                if child is None:
+                    child = cache[key] = self.submitted.labels(*key)
+                child.inc()
 
     async def render(self) -> bytes:
         await self.queues.refresh()
