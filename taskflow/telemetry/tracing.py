@@ -57,11 +57,24 @@ def enabled() -> bool:
 
 def setup_tracing(service_name: str, *, force: bool = False) -> bool:
     """Switch tracing on for this process when ``force`` or the environment asks for it.
-    Returns whether it is on; raises ``TracingUnavailable`` without the packages."""
+    Returns whether it is on. Without the packages, ``force`` raises ``TracingUnavailable``;
+    a request from the environment alone logs a warning and leaves tracing off."""
     if _state["enabled"]:
         return True
     if not (force or wanted()):
         return False
+    try:
+        return _setup(service_name)
+    except TracingUnavailable as exc:
+        if force:
+            raise
+        # asked for by the environment only (which may be set for a whole cluster): say so
+        # and run without traces rather than not at all
+        log.warning("OTEL_* asks for traces but tracing is off: %s", exc)
+        return False
+
+
+def _setup(service_name: str) -> bool:
     try:
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource

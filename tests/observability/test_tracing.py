@@ -237,3 +237,36 @@ async def test_the_go_client_propagates_its_context(
     assert f"{parent_id(api):016x}" == go["SpanContext"]["SpanID"]
     assert parent_id(worker) == api.context.span_id
     assert worker.attributes is not None and worker.attributes["taskflow.task_id"] == task_id
+
+
+def test_without_the_extra_the_environment_alone_leaves_tracing_off() -> None:
+    """OTEL_* set for a whole cluster must not stop a worker built without the extra;
+    ``--tracing`` without it is an error that says what to install."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from importlib.abc import MetaPathFinder
+
+        class Block(MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "opentelemetry":
+                    raise ImportError(name)
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import os
+        from taskflow.telemetry import tracing
+
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://collector:4317"
+        assert tracing.setup_tracing("t") is False
+        try:
+            tracing.setup_tracing("t", force=True)
+        except tracing.TracingUnavailable as exc:
+            print(exc)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'taskflow[tracing]'" in result.stdout, result.stdout + result.stderr
