@@ -4,7 +4,6 @@ a worker serving ``/metrics`` on its health port, on the test Redis and PostgreS
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from taskflow.store import apply_migrations
 from taskflow_worker import PermanentError, Router, TaskContext
 from taskflow_worker.runtime import WorkerConfig
 from taskflow_worker.serve import serve_worker
+from tests.observability.scrape import free_port
 
 QUEUE = "observed"
 
@@ -48,12 +48,6 @@ def stuck(ctx: TaskContext, payload: Any) -> None:
     deadline = time.monotonic() + float(payload)
     while time.monotonic() < deadline:
         time.sleep(0.01)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
