@@ -152,6 +152,10 @@ def validate_submission(raw: dict[str, Any], path: str = "task") -> TaskSubmissi
         raise InvalidArgument(name, message) from None
 
 
+#: The label that carries a task's W3C trace context from its submission to its worker.
+TRACEPARENT_LABEL = "taskflow.dev/traceparent"
+
+
 @dataclass(frozen=True)
 class DispatchBlob:
     """What Redis keeps of a task so a worker can run it without reading PostgreSQL."""
@@ -167,6 +171,10 @@ class DispatchBlob:
     #: The DAG run and step name of a step (its handler sees its parents' results).
     run_id: str | None = None
     step: str | None = None
+    #: When a delayed task became due (epoch ms; 0: ready at submission), for queue-wait times.
+    due_ms: int = 0
+    #: The W3C trace context of the submitting call (``taskflow.telemetry.tracing``).
+    traceparent: str | None = None
 
     def encode(self) -> str:
         """One line of JSON settings, a newline, then the payload text as it was submitted
@@ -180,6 +188,10 @@ class DispatchBlob:
         }
         if self.run_id:
             fields["d"] = [self.run_id, self.step]
+        if self.due_ms:
+            fields["q"] = self.due_ms
+        if self.traceparent:
+            fields["tp"] = self.traceparent
         header = json.dumps(fields, separators=(",", ":"))
         return f"{header}\n{self.payload_json}"
 
@@ -200,6 +212,8 @@ class DispatchBlob:
             retry=RetryPolicy(initial_seconds=initial, multiplier=multiplier, max_seconds=cap),
             run_id=run_id,
             step=step,
+            due_ms=d.get("q", 0),
+            traceparent=d.get("tp"),
         )
 
 
@@ -312,6 +326,8 @@ class TaskRecord:
             max_retries_set=self.max_retries_set,
             run_id=self.run_id,
             step=self.step,
+            due_ms=int(self.run_at.timestamp() * 1000) if self.run_at else 0,
+            traceparent=self.labels.get(TRACEPARENT_LABEL),
         )
 
 

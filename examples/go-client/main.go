@@ -9,7 +9,9 @@
 // and it prints {"run_id": ..., "state": ..., "steps": {name: state}}.
 //
 // The server address comes from -addr, else TASKFLOW_API_ADDR, else localhost:50051; the
-// token, when the server wants one, from TASKFLOW_API_TOKEN.
+// token, when the server wants one, from TASKFLOW_API_TOKEN. The submission's OpenTelemetry
+// trace context travels with its tasks (tracing.go): its parent is TRACEPARENT when set, and
+// -trace prints the client's span as JSON on stderr.
 package main
 
 import (
@@ -167,7 +169,12 @@ func submitDag(ctx context.Context, client taskflowv1.TaskServiceClient, namespa
 			Task:      &taskflowv1.TaskSpec{Queue: step.Queue, Handler: step.Handler, PayloadJson: payload},
 		})
 	}
-	submitted, err := client.SubmitDag(ctx, &taskflowv1.SubmitDagRequest{Dag: spec}, grpc.WaitForReady(true))
+	callCtx, span, traceparent := startSubmit(ctx, "SubmitDag")
+	for _, step := range spec.Steps {
+		label(step.Task, traceparent)
+	}
+	submitted, err := client.SubmitDag(callCtx, &taskflowv1.SubmitDagRequest{Dag: spec}, grpc.WaitForReady(true))
+	span.End()
 	if err != nil {
 		return 1, fmt.Errorf("submit: %w", err)
 	}
@@ -198,6 +205,7 @@ func run() (int, error) {
 	payload := flag.String("payload", "", "task payload as JSON")
 	timeout := flag.Duration("timeout", time.Minute, "how long to wait for the task to finish")
 	dag := flag.String("dag", "", "submit the DAG run of this JSON file instead of one task")
+	record := flag.Bool("trace", false, "record the submission's span and print it on stderr")
 	flag.Parse()
 
 	if *handler == "" && *dag == "" {
@@ -214,7 +222,12 @@ func run() (int, error) {
 	defer conn.Close()
 	client := taskflowv1.NewTaskServiceClient(conn)
 
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	traced, flush, err := setupTracing(*record)
+	if err != nil {
+		return 1, err
+	}
+	defer func() { _ = flush(context.Background()) }()
+	ctx, cancel := context.WithTimeout(traced, *timeout)
 	defer cancel()
 	if token := os.Getenv("TASKFLOW_API_TOKEN"); token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
@@ -228,13 +241,17 @@ func run() (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	submitted, err := client.SubmitTask(ctx, &taskflowv1.SubmitTaskRequest{Task: &taskflowv1.TaskSpec{
+	spec := &taskflowv1.TaskSpec{
 		Namespace:      *namespace,
 		Queue:          *queue,
 		Handler:        *handler,
 		PayloadJson:    *payload,
 		IdempotencyKey: key,
-	}}, grpc.WaitForReady(true))
+	}
+	callCtx, span, traceparent := startSubmit(ctx, "SubmitTask")
+	label(spec, traceparent)
+	submitted, err := client.SubmitTask(callCtx, &taskflowv1.SubmitTaskRequest{Task: spec}, grpc.WaitForReady(true))
+	span.End()
 	if err != nil {
 		return 1, fmt.Errorf("submit: %w", err)
 	}

@@ -23,6 +23,7 @@ from taskflow.dashboard import Dashboard
 from taskflow.engine import Engine
 from taskflow.models import TaskRecord
 from taskflow.store.dags import DagRunRecord
+from taskflow.telemetry.grpc_server import tracing_interceptors
 from taskflow.workflows.service import DagService
 from taskflow_client.v1 import tasks_pb2 as pb
 from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
@@ -89,6 +90,7 @@ class ApiServer:
         limit = max_message_bytes(settings)
         server = aio.server(
             interceptors=[
+                *tracing_interceptors(),
                 MetricsInterceptor(self.metrics),
                 TokenAuthInterceptor(settings.api_token),
             ],

@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--token", default=None, help="API token (default $TASKFLOW_API_TOKEN)")
     namespace = _Parser(add_help=False)
     namespace.add_argument("--namespace", type=_name, default="default", help="(default default)")
+    tracing = _Parser(add_help=False)
+    tracing.add_argument(
+        "--tracing", action="store_true", help="OpenTelemetry tracing (default: by OTEL_* env)"
+    )
 
     parser = _Parser(
         prog="taskflow",
@@ -121,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, *parents: _Parser) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, parents=[common, *parents])
 
-    p = add("dev", "run everything locally: Redis, PostgreSQL, API, housekeeping, workers")
+    p = add("dev", "run everything locally: Redis, PostgreSQL, API, housekeeping, workers", tracing)
     p.add_argument("--workers", type=_int_at_least(0), default=2, help="worker processes (2)")
     p.add_argument("--app", default=None, help="MODULE:OBJ of the handlers' Router")
     p.add_argument("--queue", action="append", type=_name, dest="queues", help="repeatable")
@@ -141,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML file of cron schedules to load at start (its removed ones are deleted)",
     )
 
-    p = add("api", "serve the gRPC API and HTTP metrics/health")
+    p = add("api", "serve the gRPC API and HTTP metrics/health", tracing)
     p.add_argument("--host", default="0.0.0.0", help="interface to listen on (0.0.0.0)")
     p.add_argument("--grpc-port", type=_port, default=50051, help="(50051)")
     p.add_argument("--http-port", type=_port, default=8080, help="(8080)")
@@ -153,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         "turn off when the operator runs them)",
     )
 
-    p = add("worker", "run handlers of a Router on tasks of some queues")
+    p = add("worker", "run handlers of a Router on tasks of some queues", tracing)
     p.add_argument("--app", required=True, help="MODULE:OBJ of the Router")
     p.add_argument("--queue", action="append", type=_name, dest="queues", help="repeatable")
     p.add_argument("--namespace", type=_name, default="default", help="(default default)")

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import importlib.util
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -55,9 +56,22 @@ def _check_dashboard_env() -> None:
         raise UsageError(str(exc)) from None
 
 
+def _tracing(args: argparse.Namespace, service: str) -> None:
+    """OpenTelemetry tracing for this process, when ``--tracing`` or ``OTEL_*`` ask for it."""
+    from taskflow.telemetry.tracing import TracingUnavailable, setup_tracing
+
+    try:
+        setup_tracing(service, force=args.tracing)
+    except (TracingUnavailable, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _dev(args: argparse.Namespace) -> int:
     _require_extra("dev", "api")
     _check_dashboard_env()
+    if args.tracing:  # the worker processes inherit it
+        os.environ.setdefault("OTEL_TRACES_EXPORTER", "otlp")
+    _tracing(args, "taskflow-dev")
     from taskflow.dev import DEFAULT_APP, DevOptions, run_dev
     from taskflow.devserver.services import PortInUseError
     from taskflow.embedded import EmbeddedServerError
@@ -94,6 +108,7 @@ def _dev(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     _require_extra("api", "api")
     _check_dashboard_env()
+    _tracing(args, "taskflow-api")
     from taskflow.devserver.services import ApiServices, PortInUseError, check_ports
     from taskflow.errors import Unavailable
 
@@ -131,6 +146,7 @@ def _worker(args: argparse.Namespace) -> int:
     from taskflow.loading import worker_entry
 
     run_worker = _installed(lambda: worker_entry("run_worker"))
+    _tracing(args, "taskflow-worker")
     return int(
         run_worker(
             app=args.app,

@@ -175,6 +175,7 @@ async def _autoscale(
         )
     ctx.histories[key] = decision.history
     detail = f"backlog {stats.backlog}, {spec.target_per_pod} per pod"
+    ctx.metrics.decided(owner.namespace, owner.name, decision)
     if decision.desired != current:
         await ctx.kube.scale_deployment(owner.namespace, workers_name(owner.name), decision.desired)
         direction = "up" if decision.desired > current else "down"
