@@ -17,6 +17,8 @@ from taskflow_operator.crd.base import (
     cel,
     nested,
 )
+from taskflow_operator.crd.schedule import SCHEDULES_FIELD, SCHEDULES_STATUS_FIELD, QueueSchedule
+from taskflow_operator.crd.schedule import ScheduleStatus as QueueScheduleStatus
 
 APP_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 
@@ -166,6 +168,7 @@ class TaskQueueSpec(CrdModel):
         description="Pod grace period; workers drain for 5 s less than this",
     )
     connection: Connection = Field(description="Where the workers find Redis and PostgreSQL")
+    schedules: list[QueueSchedule] = SCHEDULES_FIELD
 
     @property
     def target_per_pod(self) -> int:
@@ -188,6 +191,7 @@ class TaskQueueStatus(CrdModel):
     observed_generation: int | None = Field(
         default=None, description="The spec generation this status describes"
     )
+    schedules: list[QueueScheduleStatus] = SCHEDULES_STATUS_FIELD
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready (workers available or scaled to zero), Scaling (a change in "
