@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from taskflow_operator.reconcile.schedules import declared, engine_name, owner_of
+from taskflow.scheduling.models import ScheduleRecord
+from taskflow_operator.reconcile.schedules import (
+    declared,
+    engine_name,
+    owner_of,
+    schedule_status,
+)
 
 
 def queue(*schedules: dict[str, Any]) -> dict[str, Any]:
@@ -76,3 +83,38 @@ def test_a_bad_schedule_names_its_field() -> None:
     assert d.problems["zone"].startswith("spec.schedules[2].timezone: ")
     assert d.problems["loop"].startswith("spec.schedules[3].dag.steps: ")
     assert "cycle" in d.problems["loop"]
+
+
+def test_status_shows_next_and_last_fire_and_what_is_not_synced() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    d = declared(queue({"name": "nightly", "cron": "0 3 * * *", "task": {"handler": "h"}}))
+    spec = d.specs["nightly"]
+    record = ScheduleRecord(
+        id="s1",
+        spec=spec,
+        revision=1,
+        created_at=now,
+        updated_at=now,
+        next_fire_at=datetime(2026, 3, 2, 3, 0, tzinfo=UTC),
+        last_fire_tick=datetime(2026, 3, 1, 3, 0, tzinfo=UTC),
+        last_task_id="t-1",
+        fire_count=4,
+    )
+    entry = schedule_status("reports", "nightly", d, record, now)
+    assert entry == {
+        "name": "nightly",
+        "schedule": "reports.nightly",
+        "synced": True,
+        "nextFireTime": "2026-03-02T03:00:00Z",
+        "lastFireTime": "2026-03-01T03:00:00Z",
+        "lastFiredId": "t-1",
+        "fires": 4,
+        "skips": 0,
+    }
+    pending = schedule_status("reports", "nightly", d, None, now)
+    assert pending == {
+        "name": "nightly",
+        "schedule": "reports.nightly",
+        "synced": False,
+        "message": "not synced yet",
+    }

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from taskflow.errors import (
@@ -435,7 +436,12 @@ class DagRunFollower:
             if not status_changed(status, wanted):
                 continue
             meta = body["metadata"]
-            await self.ctx.kube.patch_status(PLURAL, meta["namespace"], meta["name"], wanted)
+            try:
+                await self.ctx.kube.patch_status(PLURAL, meta["namespace"], meta["name"], wanted)
+            except ApiException as exc:
+                if exc.status == 404:  # deleted since it was listed
+                    continue
+                raise
             result.written += 1
             transition_event(body, status.get("phase"), wanted)
         return result

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import TypeAdapter, ValidationError
 
 from taskflow.errors import AlreadyExists, InvalidArgument, NotFound
@@ -138,13 +139,12 @@ def declared(body: Any) -> Declared:
 
 
 def schedule_status(
-    name: str, d: Declared, record: ScheduleRecord | None, now: datetime
+    queue: str, name: str, d: Declared, record: ScheduleRecord | None, now: datetime
 ) -> dict[str, Any]:
-    """How one declared schedule shows in ``status.schedules``."""
+    """How one declared schedule shows in ``status.schedules`` (``record``: the engine's
+    schedule of that name the queue owns, if any)."""
     spec = d.specs.get(name)
-    entry: dict[str, Any] = {"name": name, "synced": False}
-    if spec is not None:
-        entry["schedule"] = spec.name
+    entry: dict[str, Any] = {"name": name, "schedule": engine_name(queue, name), "synced": False}
     problem = d.problems.get(name)
     if problem is None and not d.valid:
         problem = "not synced: another schedule of this queue is refused"
@@ -154,7 +154,7 @@ def schedule_status(
         entry["message"] = problem
     else:
         entry["synced"] = True
-    if record is not None and record.spec.owner == (spec.owner if spec else None):
+    if record is not None:
         upcoming = record.upcoming(now)
         if upcoming is not None:
             entry["nextFireTime"] = rfc3339(upcoming)
@@ -305,7 +305,9 @@ class ScheduleKeeper:
     ) -> int:
         meta = body["metadata"]
         queue = meta["name"]
-        wanted = [schedule_status(n, d, have.get(engine_name(queue, n)), now) for n in d.names]
+        wanted = [
+            schedule_status(queue, n, d, have.get(engine_name(queue, n)), now) for n in d.names
+        ]
         current = list((body.get("status") or {}).get("schedules") or [])
         if current == wanted:
             return 0
@@ -314,7 +316,14 @@ class ScheduleKeeper:
             problem = d.problems.get(entry["name"])
             if problem and before.get(entry["name"]) != problem:
                 kopf.warn(body, reason="InvalidSchedule", message=problem)
-        await self.ctx.kube.patch_status(PLURAL, meta["namespace"], queue, {"schedules": wanted})
+        try:
+            await self.ctx.kube.patch_status(
+                PLURAL, meta["namespace"], queue, {"schedules": wanted}
+            )
+        except ApiException as exc:
+            if exc.status == 404:  # deleted since it was listed
+                return 0
+            raise
         return 1
 
 
