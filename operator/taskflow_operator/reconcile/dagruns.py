@@ -41,6 +41,7 @@ from taskflow_operator.crd.dagrun import (
     DagRunSpec,
     StepPhase,
 )
+from taskflow_operator.events import NORMAL, WARNING, post_event
 from taskflow_operator.taskstatus import rfc3339, status_changed
 
 log = logging.getLogger("taskflow.operator.dagruns")
@@ -282,20 +283,19 @@ def _ended(phase: DagRunPhase, counts: dict[str, int], failed: Sequence[str]) ->
     return text if phase is DagRunPhase.FAILED else f"cancelled ({text})" if text else "cancelled"
 
 
-def transition_event(body: Any, before: str | None, after: dict[str, Any]) -> None:
-    """One Event per end of a run: Warning when it failed, Normal otherwise."""
+def transition_event(before: str | None, after: dict[str, Any]) -> tuple[str, str, str] | None:
+    """The one Event of a run's end (type, reason, message): Warning when it failed."""
     phase = after.get("phase")
     if phase == before or phase not in {p.value for p in FINISHED_RUN_PHASES}:
-        return
+        return None
     message = next(
         (c["message"] for c in after.get("conditions") or [] if c.get("type") == FINISHED), ""
     )
     skipped = after.get("skippedSteps") or []
     if phase == DagRunPhase.FAILED.value:
         text = message + (f" (skipped: {_names(skipped)})" if skipped else "")
-        kopf.warn(body, reason="Failed", message=text)
-    else:
-        kopf.info(body, reason=str(phase), message=message)
+        return WARNING, "Failed", text
+    return NORMAL, str(phase), message
 
 
 # -- deletion ---------------------------------------------------------------------------------
@@ -443,7 +443,9 @@ class DagRunFollower:
                     continue
                 raise
             result.written += 1
-            transition_event(body, status.get("phase"), wanted)
+            event = transition_event(status.get("phase"), wanted)
+            if event is not None:
+                await post_event(self.ctx.kube, body, *event)
         return result
 
     async def _cancel(self, body: Any) -> None:
@@ -452,21 +454,25 @@ class DagRunFollower:
             await self.service.cancel(run_id)
         except NotFound:
             return
-        kopf.info(body, reason="Cancelling", message=f"run {run_id}: spec.cancel is true")
+        await post_event(
+            self.ctx.kube, body, NORMAL, "Cancelling", f"run {run_id}: spec.cancel is true"
+        )
 
     async def _retry(self, body: Any, generation: int) -> None:
         run_id = _run_id(body)
         try:
             await self.service.retry(run_id)
         except InvalidArgument as exc:  # it succeeded: nothing to retry
-            kopf.warn(body, reason="RetryRefused", message=exc.problem)
+            await post_event(self.ctx.kube, body, WARNING, "RetryRefused", exc.problem)
             return
         except NotFound:
             return
-        kopf.info(
+        await post_event(
+            self.ctx.kube,
             body,
-            reason="Retrying",
-            message=f"run {run_id} again from its steps that did not succeed "
+            NORMAL,
+            "Retrying",
+            f"run {run_id} again from its steps that did not succeed "
             f"(retryGeneration {generation})",
         )
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import TypeAdapter, ValidationError
 
@@ -28,6 +27,7 @@ from taskflow.scheduling.service import ScheduleService
 from taskflow_operator.context import OperatorContext
 from taskflow_operator.crd import TASKQUEUE
 from taskflow_operator.crd.schedule import QueueSchedule
+from taskflow_operator.events import NORMAL, WARNING, post_event
 from taskflow_operator.reconcile.dagruns import spec_field
 from taskflow_operator.taskstatus import rfc3339
 
@@ -297,7 +297,7 @@ class ScheduleKeeper:
             if names
         ]
         if parts:
-            kopf.info(body, reason="SchedulesSynced", message="; ".join(parts))
+            await post_event(self.ctx.kube, body, NORMAL, "SchedulesSynced", "; ".join(parts))
         return {}
 
     async def _write_status(
@@ -315,7 +315,7 @@ class ScheduleKeeper:
         for entry in wanted:
             problem = d.problems.get(entry["name"])
             if problem and before.get(entry["name"]) != problem:
-                kopf.warn(body, reason="InvalidSchedule", message=problem)
+                await post_event(self.ctx.kube, body, WARNING, "InvalidSchedule", problem)
         try:
             await self.ctx.kube.patch_status(
                 PLURAL, meta["namespace"], queue, {"schedules": wanted}
