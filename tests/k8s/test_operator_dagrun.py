@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -35,6 +34,7 @@ from tests.k8s.operator_support import (
 
 TIMEOUT = 60.0
 PLURAL = "dagruns"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "k8s" / "dagrun.yaml"
 
 
 def dagrun(name: str, queue: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -97,12 +97,12 @@ async def op(k8s_kubeconfig: Path, k8s_namespace: str, engine: Engine) -> AsyncI
 
 
 @pytest.fixture
-async def workers(engine: Engine, k8s_namespace: str) -> AsyncIterator[Callable[[Router], None]]:
+async def workers(engine: Engine, k8s_namespace: str) -> AsyncIterator[Callable[..., None]]:
     stop = asyncio.Event()
     started: list[asyncio.Task[None]] = []
 
-    def start(router: Router) -> None:
-        config = WorkerConfig(queues=[QueueRef(k8s_namespace, "work")], concurrency=4)
+    def start(router: Router, queue: str = "work") -> None:
+        config = WorkerConfig(queues=[QueueRef(k8s_namespace, queue)], concurrency=4)
         started.append(asyncio.create_task(Worker(router, engine.settings, config).run(stop)))
 
     yield start
@@ -110,23 +110,22 @@ async def workers(engine: Engine, k8s_namespace: str) -> AsyncIterator[Callable[
     await asyncio.gather(*started)
 
 
-async def test_a_diamond_applied_with_kubectl_runs_to_succeeded(
+async def test_the_example_dagrun_applied_with_kubectl_runs_to_succeeded(
     op: None,
-    workers: Callable[[Router], None],
+    workers: Callable[..., None],
     engine: Engine,
     k8s_api: client.ApiClient,
     k8s_namespace: str,
     k8s_kubeconfig: Path,
 ) -> None:
     objects = Objects(k8s_api, k8s_namespace)
-    objects.create("taskqueues", taskqueue("work"))
-    workers(examples)
-    manifest = yaml.safe_dump(dagrun("diamond", "work", DIAMOND))
-    out = kubectl(k8s_kubeconfig, k8s_namespace, "apply", "-f", "-", stdin=manifest)
-    assert "dagrun.taskflow.dev/diamond created" in out
+    objects.create("taskqueues", taskqueue("emails"))
+    workers(examples, "emails")
+    out = kubectl(k8s_kubeconfig, k8s_namespace, "apply", "-f", str(EXAMPLE))
+    assert "dagrun.taskflow.dev/thumbnail created" in out
 
-    await await_(phase_is(objects, "diamond", "Succeeded"), TIMEOUT, "diamond succeeded")
-    st = status(objects, "diamond")
+    await await_(phase_is(objects, "thumbnail", "Succeeded"), TIMEOUT, "the run succeeded")
+    st = status(objects, "thumbnail")
     assert [(s["name"], s["phase"], s["attempts"]) for s in st["steps"]] == [
         ("fetch", "Succeeded", 1),
         ("resize", "Succeeded", 1),
@@ -137,7 +136,7 @@ async def test_a_diamond_applied_with_kubectl_runs_to_succeeded(
     assert st["progress"] == "4/4" and st["counts"]["succeeded"] == 4
     assert st["failedSteps"] == [] and st["skippedSteps"] == []
     assert st["startTime"] and st["completionTime"]
-    finished = objects.condition(PLURAL, "diamond", "Finished")
+    finished = objects.condition(PLURAL, "thumbnail", "Finished")
     assert finished is not None and (finished["status"], finished["reason"]) == (
         "True",
         "Succeeded",
@@ -156,15 +155,15 @@ async def test_a_diamond_applied_with_kubectl_runs_to_succeeded(
             started, ended = steps[child].started_at, steps[parent].finished_at
             assert started is not None and ended is not None and started >= ended
 
-    table = kubectl(k8s_kubeconfig, k8s_namespace, "get", "dr", "diamond")
+    table = kubectl(k8s_kubeconfig, k8s_namespace, "get", "dr", "thumbnail")
     header, row = table.splitlines()[:2]
     assert header.split() == ["NAME", "PHASE", "STEPS", "SUCCEEDED", "FAILED", "AGE"]
-    assert row.split()[:5] == ["diamond", "Succeeded", "4/4", "4", "0"]
+    assert row.split()[:5] == ["thumbnail", "Succeeded", "4/4", "4", "0"]
     explained = kubectl(k8s_kubeconfig, k8s_namespace, "explain", "dagrun.spec.steps.dependsOn")
     assert "Steps that must succeed before this one starts" in explained
 
     await await_(
-        lambda: ("Normal", "Succeeded", "all 4 steps succeeded") in events(objects, "diamond"),
+        lambda: ("Normal", "Succeeded", "all 4 steps succeeded") in events(objects, "thumbnail"),
         TIMEOUT,
         "a Succeeded event",
     )
@@ -186,7 +185,7 @@ def gated_router(gate: dict[str, bool]) -> Router:
 
 async def test_a_failed_step_fails_fast_then_a_retry_generation_runs_it_again(
     op: None,
-    workers: Callable[[Router], None],
+    workers: Callable[..., None],
     k8s_api: client.ApiClient,
     k8s_namespace: str,
 ) -> None:
