@@ -304,6 +304,10 @@ async def test_cancel_delete_and_restart_never_submit_twice(
         st = status(objects, "cancelled")
         assert st["counts"]["skipped"] == 4 and st["completionTime"]
         assert (await dags.get(ids["cancelled"])).state == "cancelled"
+
+        # ttlSecondsAfterFinished deletes the ended DagRun.
+        objects.patch(PLURAL, "cancelled", {"spec": {"ttlSecondsAfterFinished": 0}})
+        await await_(lambda: objects.get(PLURAL, "cancelled") is None, TIMEOUT, "ttl deletion")
     finally:
         await asyncio.to_thread(op.stop)
 

@@ -182,11 +182,11 @@ async def submit_dagrun(ctx: OperatorContext, body: Any) -> dict[str, Any] | Non
     except ENGINE_DOWN as exc:
         ctx.metrics.errors.labels(DAGRUN.kind).inc()
         raise kopf.TemporaryError(f"engine unavailable: {exc}", delay=5) from exc
-    ctx.metrics.submissions.labels("created" if created else "existing").inc()
     kopf.info(
         body,
         reason="Submitted",
-        message=f"run {run_id}: {len(spec.steps)} steps, default queue {spec.queue}",
+        message=f"run {run_id}: {len(spec.steps)} steps, default queue {spec.queue}"
+        + ("" if created else " (the run submitted before, found by this object's UID)"),
     )
     if not runs:  # deleted by retention in between: the follower reports it
         return {"phase": DagRunPhase.RUNNING.value, "runId": run_id}
@@ -195,7 +195,6 @@ async def submit_dagrun(ctx: OperatorContext, body: Any) -> dict[str, Any] | Non
 
 def _reject(ctx: OperatorContext, body: Any, where: str, problem: str) -> dict[str, Any]:
     message = f"{where}: {problem}"
-    ctx.metrics.submissions.labels(INVALID).inc()
     kopf.warn(body, reason=INVALID, message=message)
     return rejected_status(INVALID, message, (body.get("status") or {}).get("conditions") or [])
 
