@@ -264,6 +264,13 @@ async def test_an_invalid_spec_is_reported_and_nothing_is_submitted(
     runs, _, _ = await DagService(engine).list(
         namespace=k8s_namespace, states=[], page_size=10, page_token=None
     )
+    # Created cancelled: never submitted.
+    objects.create(PLURAL, dagrun("never", "work", DIAMOND, cancel=True))
+    await await_(phase_is(objects, "never", "Cancelled"), TIMEOUT, "never cancelled")
+    assert "runId" not in status(objects, "never")
+    runs, _, _ = await DagService(engine).list(
+        namespace=k8s_namespace, states=[], page_size=10, page_token=None
+    )
     assert runs == []
 
     # What a schema can say is refused at apply time: duplicate step names, a bad policy.

@@ -169,6 +169,8 @@ async def submit_dagrun(ctx: OperatorContext, body: Any) -> dict[str, Any] | Non
         spec = DagRunSpec.model_validate(dict(body["spec"]))
     except ValidationError as exc:
         return _reject(ctx, body, *_pydantic_field(exc))
+    if spec.cancel:
+        return cancelled_unsubmitted(status.get("conditions") or [])
     service = DagService(ctx.engine)
     try:
         dag = validate_dag(dag_fields(ns, uid, name, spec), path="spec")
@@ -207,6 +209,18 @@ def rejected_status(
     conds = set_condition(conds, FINISHED, TRUE, reason, message)
     return {
         "phase": DagRunPhase.FAILED.value,
+        "completionTime": now_rfc3339(),
+        "conditions": conds,
+    }
+
+
+def cancelled_unsubmitted(conditions: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A DagRun created with ``cancel: true``: it is not submitted at all."""
+    message = "spec.cancel was true before the run was submitted"
+    conds = set_condition(conditions, SUBMITTED, FALSE, "Cancelled", message)
+    conds = set_condition(conds, FINISHED, TRUE, "Cancelled", message)
+    return {
+        "phase": DagRunPhase.CANCELLED.value,
         "completionTime": now_rfc3339(),
         "conditions": conds,
     }
