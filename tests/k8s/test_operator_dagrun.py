@@ -268,6 +268,9 @@ async def test_an_invalid_spec_is_reported_and_nothing_is_submitted(
     objects.create(PLURAL, dagrun("never", "work", DIAMOND, cancel=True))
     await await_(phase_is(objects, "never", "Cancelled"), TIMEOUT, "never cancelled")
     assert "runId" not in status(objects, "never")
+    # A refused DagRun's ttlSecondsAfterFinished deletes it like any ended one.
+    objects.patch(PLURAL, "never", {"spec": {"ttlSecondsAfterFinished": 0}})
+    await await_(lambda: objects.get(PLURAL, "never") is None, TIMEOUT, "ttl deletion")
     runs, _, _ = await DagService(engine).list(
         namespace=k8s_namespace, states=[], page_size=10, page_token=None
     )

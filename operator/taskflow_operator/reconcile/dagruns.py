@@ -418,12 +418,14 @@ class DagRunFollower:
         for body in await self._bodies():
             meta = body.get("metadata") or {}
             status = body.get("status") or {}
-            if meta.get("deletionTimestamp") or not status.get("runId"):
+            if meta.get("deletionTimestamp"):
                 continue
-            if expired(body, now):
+            if expired(body, now):  # refused or cancelled before submission included
                 await self.ctx.kube.delete_object(PLURAL, meta["namespace"], meta["name"])
                 log.info("deleted finished DagRun", extra={"dagrun": _key(body)})
                 result.deleted += 1
+                continue
+            if not status.get("runId"):  # not submitted yet, or never will be
                 continue
             retry = _retry_wanted(body)
             if retry is not None:
