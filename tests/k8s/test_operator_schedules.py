@@ -130,6 +130,27 @@ async def test_declared_schedules_appear_in_the_engine_and_disappear_when_remove
         )
         assert set(await names()) == {"by-hand", "reports.nightly", "reports.etl"}
 
+        # A name taken by a schedule the queue does not own is reported, not taken over.
+        await service.put(
+            validate_schedule(
+                namespace=k8s_namespace,
+                name="reports.taken",
+                cron="0 1 * * *",
+                target={"queue": "reports", "handler": "noop"},
+            )
+        )
+        taken = {"name": "taken", "cron": "0 2 * * *", "task": {"handler": "noop"}}
+        objects.patch("taskqueues", "reports", {"spec": {"schedules": [edited, taken]}})
+
+        def refused() -> str:
+            return str((schedule_status(objects, "reports").get("taken") or {}).get("message"))
+
+        await await_(lambda: "already exists" in refused(), TIMEOUT, "taken name refused")
+        assert "managed by the API" in refused()
+        assert schedule_status(objects, "reports")["nightly"]["synced"]
+        assert (await service.get(k8s_namespace, "reports.taken")).spec.cron == "0 1 * * *"
+        await service.delete(k8s_namespace, "reports.taken")
+
         # Removed from the list: gone from the engine.
         objects.patch("taskqueues", "reports", {"spec": {"schedules": [edited]}})
         await await_(

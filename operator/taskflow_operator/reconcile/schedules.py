@@ -146,10 +146,9 @@ def schedule_status(
     spec = d.specs.get(name)
     entry: dict[str, Any] = {"name": name, "schedule": engine_name(queue, name), "synced": False}
     problem = d.problems.get(name)
-    if problem is None and not d.valid:
-        problem = "not synced: another schedule of this queue is refused"
     if problem is None and (record is None or record.spec != spec):
-        problem = "not synced yet"
+        # The list is synced whole: one refused entry holds back the others' changes.
+        problem = "not synced yet" if d.valid else "not synced: another schedule is refused"
     if problem is not None:
         entry["message"] = problem
     else:
