@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from taskflow.engine import Engine
@@ -177,3 +178,31 @@ async def until(read: Callable[[], Awaitable[Any]], wanted: Any, what: str) -> N
         if asyncio.get_running_loop().time() >= deadline:
             raise AssertionError(f"{what}: still {got!r} after {TIMEOUT:.0f}s")
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow  # waits for the next minute boundary
+async def test_a_fired_schedule_shows_its_last_fire_in_the_queue_status(
+    engine: Engine, k8s_api: client.ApiClient, k8s_namespace: str, k8s_kubeconfig: Path
+) -> None:
+    """With the scheduler running (housekeeping on), an every-minute schedule fires at the
+    next minute boundary; the TaskQueue's status then names the tick and the task it fired."""
+    objects = Objects(k8s_api, k8s_namespace)
+    config = operator_config(k8s_kubeconfig, k8s_namespace, housekeeping=True)
+    running = await asyncio.to_thread(RunningOperator(config).start)
+    try:
+        every = {"name": "tick", "cron": "* * * * *", "task": {"handler": "noop"}}
+        objects.create("taskqueues", taskqueue("beats", schedules=[every]))
+
+        def fired() -> dict[str, Any] | None:
+            entry = schedule_status(objects, "beats").get("tick") or {}
+            return entry if entry.get("lastFiredId") else None
+
+        entry = await await_(fired, 150.0, "the schedule fired and its status says so")
+        assert entry["fires"] >= 1 and entry["lastFireTime"].endswith(":00Z")
+        assert entry["nextFireTime"] > entry["lastFireTime"]
+        task = await engine.get(entry["lastFiredId"])
+        assert (task.namespace, task.queue, task.handler) == (k8s_namespace, "beats", "noop")
+        assert task.labels["taskflow.dev/schedule"] == "beats.tick"
+    finally:
+        await asyncio.to_thread(running.stop)
+    assert running.error is None, running.error
