@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,20 @@ from taskflow_operator.reconcile.dagruns import DagRunFollower
 from taskflow_worker import PermanentError, Router, TaskContext
 from taskflow_worker.examples import router as examples
 from taskflow_worker.runtime import Worker, WorkerConfig
-from tests.k8s.controlplane import asset_dir
+from tests.k8s.controlplane import asset_dir, eventually
 from tests.k8s.operator_support import (
     Objects,
     RunningOperator,
     await_,
+    operator,
     operator_config,
     taskqueue,
+)
+from tests.k8s.test_operator_as_a_user import (
+    Records,
+    account_kubeconfig,
+    apply_docs,
+    rendered,
 )
 
 TIMEOUT = 60.0
@@ -383,3 +391,69 @@ def _forbidden(name: str) -> Callable[..., Any]:
         raise AssertionError(f"DagStore.{name} called while following")
 
     return call
+
+
+@pytest.fixture
+def logged() -> Iterator[Records]:
+    """The operator's log records (it runs in this process)."""
+    handler = Records()
+    names = ("kopf", "taskflow")
+    levels = {n: logging.getLogger(n).level for n in names}
+    for name in names:
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
+    yield handler
+    for name in names:
+        logging.getLogger(name).removeHandler(handler)
+        logging.getLogger(name).setLevel(levels[name])
+
+
+def test_chart_rbac_is_enough_for_dagruns_and_queue_schedules(
+    operator_settings: Any,
+    k8s_api: client.ApiClient,
+    k8s_kubeconfig: Path,
+    k8s_namespace: str,
+    tmp_path: Path,
+    logged: Records,
+) -> None:
+    """With only the Role the chart grants in a watched namespace: a DagRun is submitted, its
+    status and Events written, its deletion cancels it; a queue's schedules are synced."""
+    ns = k8s_namespace
+    docs = rendered(ns, "--set", f"operator.watchNamespaces[0]={ns}")
+    wanted = [
+        d for d in docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding", "KopfPeering")
+    ]
+    apply_docs(k8s_kubeconfig, ns, wanted)
+    kubeconfig = account_kubeconfig(
+        k8s_api, k8s_kubeconfig, ns, "taskflow-operator", tmp_path / "sa"
+    )
+    objects = Objects(k8s_api, ns)
+    config = operator_config(kubeconfig, ns, standalone=False, peering_name="taskflow")
+    every = {"name": "nightly", "cron": "0 3 * * *", "task": {"handler": "noop"}}
+    with operator(config):
+        objects.create("taskqueues", taskqueue("idle", schedules=[every]))
+        objects.create(PLURAL, dagrun("granted", "idle", DIAMOND))
+        eventually(lambda: status(objects, "granted").get("runId"), TIMEOUT, "submitted")
+        eventually(
+            lambda: all(
+                e.get("synced")
+                for e in ((objects.get("taskqueues", "idle") or {}).get("status") or {}).get(
+                    "schedules"
+                )
+                or [{}]
+            ),
+            TIMEOUT,
+            "schedules synced",
+        )
+        objects.patch(PLURAL, "granted", {"spec": {"cancel": True}})
+        eventually(phase_is(objects, "granted", "Cancelled"), TIMEOUT, "cancelled")
+        eventually(
+            lambda: any(r == "Cancelled" for _, r, _ in events(objects, "granted")),
+            TIMEOUT,
+            "an Event posted by the follower",
+        )
+        objects.delete(PLURAL, "granted")
+        eventually(lambda: objects.get(PLURAL, "granted") is None, TIMEOUT, "finalizer removed")
+    assert logged.count("Forbidden") == 0
+    assert logged.count("Not enough permissions") == 0
+    assert logged.tracebacks() == []
