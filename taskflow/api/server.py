@@ -17,6 +17,7 @@ from taskflow.api.health import ReadinessMonitor
 from taskflow.api.http import bind, build_app
 from taskflow.api.metrics import ApiMetrics, MetricsInterceptor
 from taskflow.api.servicer import TaskServiceServicer
+from taskflow.api.tokens import TokenRegistry
 from taskflow.api.watch import WatchHub
 from taskflow.config import Settings
 from taskflow.engine import Engine
@@ -53,8 +54,18 @@ class ApiServer:
         grpc_addr: str = "0.0.0.0:50051",
         http_addr: str = "0.0.0.0:8080",
         readiness_interval: float = 2.0,
+        tokens: TokenRegistry | None = None,
+        reflection: bool = True,
+        open_probes: bool = True,
     ) -> None:
+        """``tokens`` defaults to the settings' ``api_token`` and ``api_tokens_file``;
+        ``reflection`` off removes the reflection service; ``open_probes`` off puts health and
+        reflection behind the token too."""
         self.engine = engine
+        settings = engine.settings
+        self.tokens = tokens or TokenRegistry(settings.api_token, settings.api_tokens_file or None)
+        self.reflection = reflection
+        self.open_probes = open_probes
         self.grpc_addr = grpc_addr
         self.http_addr = http_addr
         self.metrics = ApiMetrics(lambda: engine.list_queues(None))
@@ -88,7 +99,7 @@ class ApiServer:
         server = aio.server(
             interceptors=[
                 MetricsInterceptor(self.metrics),
-                TokenAuthInterceptor(settings.api_token),
+                TokenAuthInterceptor(self.tokens, open_probes=self.open_probes),
             ],
             options=[
                 ("grpc.max_receive_message_length", limit),
@@ -105,14 +116,15 @@ class ApiServer:
         )
         pb_grpc.add_TaskServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            [
-                pb.DESCRIPTOR.services_by_name["TaskService"].full_name,
-                health.SERVICE_NAME,
-                reflection.SERVICE_NAME,
-            ],
-            server,
-        )
+        if self.reflection:
+            reflection.enable_server_reflection(
+                [
+                    pb.DESCRIPTOR.services_by_name["TaskService"].full_name,
+                    health.SERVICE_NAME,
+                    reflection.SERVICE_NAME,
+                ],
+                server,
+            )
         return server
 
     async def start(self) -> None:
@@ -134,7 +146,9 @@ class ApiServer:
         await server.start()
         self._grpc_port = port
 
-        runner = web.AppRunner(build_app(self.metrics, self.engine.check_ready), access_log=None)
+        runner = web.AppRunner(
+            build_app(self.metrics, self.engine.check_ready, tokens=self.tokens), access_log=None
+        )
         self._http = runner
         await runner.setup()
         sock = bind(self.http_addr)
