@@ -55,7 +55,7 @@ class Role(StrEnum):
     READ = "read"
     #: Everything: also replay dead letters, retry runs, create, change and delete schedules.
     ADMIN = "admin"
-    #: Scrape the HTTP ``/metrics`` endpoint.
+    #: Scrape the HTTP ``/metrics`` endpoint (its figures span every namespace).
     METRICS = "metrics"
 
 
@@ -110,7 +110,13 @@ class Principal:
         return self.namespaces is None or (namespace or "default") in self.namespaces
 
     def has(self, role: Role) -> bool:
-        return role in self.roles or Role.ADMIN in self.roles
+        """Admin implies submit and read; metrics (which span every namespace) need the
+        metrics role or an admin of every namespace."""
+        if role in self.roles:
+            return True
+        if Role.ADMIN not in self.roles:
+            return False
+        return role is not Role.METRICS or self.namespaces is None
 
 
 #: The caller when the server runs without authentication.
