@@ -17,6 +17,7 @@ from taskflow.api.health import ReadinessMonitor
 from taskflow.api.http import bind, build_app
 from taskflow.api.metrics import ApiMetrics, MetricsInterceptor
 from taskflow.api.servicer import TaskServiceServicer
+from taskflow.api.tls import TlsConfig, server_credentials
 from taskflow.api.tokens import TokenRegistry
 from taskflow.api.watch import WatchHub
 from taskflow.config import Settings
@@ -57,6 +58,7 @@ class ApiServer:
         tokens: TokenRegistry | None = None,
         reflection: bool = True,
         open_probes: bool = True,
+        tls: TlsConfig | None = None,
     ) -> None:
         """``tokens`` defaults to the settings' ``api_token`` and ``api_tokens_file``;
         ``reflection`` off removes the reflection service; ``open_probes`` off puts health and
@@ -66,6 +68,11 @@ class ApiServer:
         self.tokens = tokens or TokenRegistry(settings.api_token, settings.api_tokens_file or None)
         self.reflection = reflection
         self.open_probes = open_probes
+        self.tls = tls
+        if tls is None:
+            self.tls = TlsConfig.from_paths(
+                settings.api_tls_cert, settings.api_tls_key, settings.api_tls_client_ca
+            )
         self.grpc_addr = grpc_addr
         self.http_addr = http_addr
         self.metrics = ApiMetrics(lambda: engine.list_queues(None))
@@ -139,7 +146,10 @@ class ApiServer:
         self.hub.start()
         self.run_hub.start()
         server = self._build_grpc()
-        port = server.add_insecure_port(self.grpc_addr)
+        if self.tls is None:
+            port = server.add_insecure_port(self.grpc_addr)
+        else:
+            port = server.add_secure_port(self.grpc_addr, server_credentials(self.tls))
         if port == 0:
             raise OSError(f"cannot listen on {self.grpc_addr} for gRPC")
         self._grpc = server
@@ -154,7 +164,13 @@ class ApiServer:
         sock = bind(self.http_addr)
         await web.SockSite(runner, sock).start()
         self._http_port = sock.getsockname()[1]
-        log.info("API listening: gRPC port %d, HTTP port %d", self.grpc_port, self.http_port)
+        log.info(
+            "API listening: gRPC port %d (%s, %s), HTTP port %d",
+            self.grpc_port,
+            "plaintext" if self.tls is None else "mutual TLS" if self.tls.client_ca else "TLS",
+            "token required" if self.tokens.enabled else "no authentication",
+            self.http_port,
+        )
 
     async def stop(self, grace: float = 5) -> None:
         """Report NOT_SERVING, end open watches, let running calls finish for ``grace``."""
