@@ -50,6 +50,35 @@ def bearer_token(metadata: Any) -> str | None:
     return None
 
 
+class _Undecodable:
+    """What a request that is not a valid message deserializes to: the RPC answers
+    INVALID_ARGUMENT instead of gRPC's UNKNOWN."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _safe(deserializer: Any) -> Any:
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # DecodeError, and whatever a corrupt message raises
+            return _Undecodable(str(exc)[:200] or type(exc).__name__)
+
+    return decode
+
+
+async def _refuse_undecodable(request: Any, context: Context) -> None:
+    if isinstance(request, _Undecodable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"request: not a valid message (corrupt bytes or invalid UTF-8): {request.problem}",
+        )
+
+
 def _kind(handler: Handler) -> tuple[bool, bool]:
     return (handler.request_streaming, handler.response_streaming)
 
@@ -62,7 +91,7 @@ def _rejecting(handler: Handler, details: str) -> Handler:
 
     return _BUILD[_kind(handler)](
         reject,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=_safe(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )
 
@@ -71,24 +100,45 @@ def _as(handler: Handler, principal: Principal) -> Handler:
     """``handler`` run with ``principal`` as the caller."""
     kind = _kind(handler)
     behaviour = getattr(handler, _BEHAVIOUR[kind])
-    if kind[1]:
+    if kind[0]:
+        # Client streams (none in TaskService) keep gRPC's own decoding.
+        deserializer = handler.request_deserializer
+
+        async def client_stream(request: Any, context: Context) -> Any:
+            access.bind(principal)
+            return await behaviour(request, context)
+
+        wrapped: Any = client_stream
+        if kind[1]:
+
+            async def bidi(request: Any, context: Context) -> AsyncIterator[Any]:
+                access.bind(principal)
+                async for item in behaviour(request, context):
+                    yield item
+
+            wrapped = bidi
+    elif kind[1]:
+        deserializer = _safe(handler.request_deserializer)
 
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            await _refuse_undecodable(request, context)
             access.bind(principal)
             async for item in behaviour(request, context):
                 yield item
 
-        wrapped: Any = stream
+        wrapped = stream
     else:
+        deserializer = _safe(handler.request_deserializer)
 
         async def unary(request: Any, context: Context) -> Any:
+            await _refuse_undecodable(request, context)
             access.bind(principal)
             return await behaviour(request, context)
 
         wrapped = unary
     return _BUILD[kind](
         wrapped,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=deserializer,
         response_serializer=handler.response_serializer,
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from taskflow.api import access
+from taskflow.api import access, idempotency
 from taskflow.api.convert import stats_to_proto, submission_from_spec, task_to_proto
 from taskflow.api.dags import dag_from_proto, run_to_proto
 from taskflow.api.schedules import schedule_from_proto, schedule_to_proto
@@ -13,11 +13,12 @@ from taskflow.api.tokens import Role
 from taskflow.api.types import Context
 from taskflow.api.watch import WatchHub
 from taskflow.engine import Engine
-from taskflow.errors import InvalidArgument
+from taskflow.errors import InvalidArgument, PayloadTooLarge
 from taskflow.keys import QueueRef
 from taskflow.models import SubmitResult, TaskRecord, TaskSubmission, utcnow
 from taskflow.scheduling.service import ScheduleService
 from taskflow.store.dags import DagRunRecord
+from taskflow.values import labels_problem, labels_size
 from taskflow.workflows.service import DagService
 from taskflow_client.v1 import tasks_pb2 as pb
 from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
@@ -70,7 +71,15 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         submission = submission_from_spec(spec, path)
         access.require_namespace(Role.SUBMIT, submission.namespace)
         self._engine.check_payload(submission, f"{path}.payload_json")
+        self._check_labels_size(len(submission.payload_json.encode()), submission.labels, path)
         return submission
+
+    def _check_labels_size(self, payload: int, labels: dict[str, str], path: str) -> None:
+        """Labels count against the payload limit (they are stored and sent alike)."""
+        limit = self._engine.settings.max_payload_bytes
+        size = payload + labels_size(labels)
+        if labels and size > limit:
+            raise PayloadTooLarge(f"{path}.labels", size, limit)
 
     async def _task(self, task_id: str, *, with_attempts: bool = False) -> TaskRecord:
         """The task, if the caller may see its namespace (else NOT_FOUND, as if absent)."""
@@ -92,6 +101,7 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         checked = self._checked(request.task, "task")
         access.charge(1)
         (result,) = await self._submit([checked])
+        await idempotency.check_after(self._engine, [checked], [result], ["task"])
         return pb.SubmitTaskResponse(task_id=result.task_id, created=result.created)
 
     @unary
@@ -105,8 +115,11 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         if count > MAX_BATCH:
             raise InvalidArgument("tasks", f"at most {MAX_BATCH} tasks per call, got {count}")
         specs = [self._checked(spec, f"tasks[{i}]") for i, spec in enumerate(request.tasks)]
+        paths = [f"tasks[{i}]" for i in range(count)]
+        await idempotency.check_before(self._engine, specs, paths)
         access.charge(count)
         results = await self._submit(specs)
+        await idempotency.check_after(self._engine, specs, results, paths)
         return pb.SubmitTasksResponse(
             results=[pb.SubmitTaskResponse(task_id=r.task_id, created=r.created) for r in results]
         )
@@ -262,6 +275,10 @@ class TaskServiceServicer(pb_grpc.TaskServiceServicer):
         access.require(Role.SUBMIT)
         dag = dag_from_proto(request.dag)
         access.require_namespace(Role.SUBMIT, dag.namespace)
+        problem = labels_problem(dag.labels)
+        if problem:
+            raise InvalidArgument("dag.labels", problem)
+        self._check_labels_size(0, dag.labels, "dag")
         access.charge(len(dag.steps))
         run_id, created = await self._dags.submit(dag)
         return pb.SubmitDagResponse(run_id=run_id, created=created)
