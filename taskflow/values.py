@@ -161,9 +161,10 @@ _LABEL_KEY_RE = re.compile(LABEL_KEY_PATTERN)
 #: Control characters, and the invisible marks that reorder or hide text (bidirectional
 #: overrides and isolates, zero-width characters): in a key or label they make one name look
 #: like another in a terminal or a dashboard.
-_UNSAFE_CHARS = re.compile(
+UNSAFE_CHARS = (
     "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
 )
+_UNSAFE_CHARS = re.compile(UNSAFE_CHARS)
 
 
 def shown(value: str, limit: int = 40) -> str:
