@@ -217,3 +217,25 @@ def test_tls_with_cert_manager(helm: str) -> None:
         "--set", "api.tls.certManager.enabled=true",
     )  # fmt: skip
     assert result.returncode != 0 and "issuerRef.name" in result.stderr
+
+
+def test_an_upgrade_keeps_the_generated_token(
+    helm: str, k8s_api: client.ApiClient, k8s_kubeconfig: Path, k8s_namespace: str
+) -> None:
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespaced_secret(
+        k8s_namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="taskflow-api-token"),
+            string_data={"token": "the-token-of-the-first-install"},
+        ),
+    )
+    # --dry-run=server makes `lookup` read the cluster, as an upgrade does.
+    result = run(
+        helm, "template", "taskflow", str(CHART), "--namespace", k8s_namespace, *URLS,
+        "--dry-run=server", f"--kubeconfig={k8s_kubeconfig}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    secret = named(docs, "Secret")["taskflow-api-token"]
+    assert base64.b64decode(secret["data"]["token"]) == b"the-token-of-the-first-install"
