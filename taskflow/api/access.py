@@ -100,15 +100,5 @@ def charge(tasks: int) -> None:
 
 
 def authorize(registry: TokenRegistry, token: str | None, namespace: str, role: Role) -> Principal:
-    """For HTTP endpoints (dashboard actions): the principal of ``token`` if it may act as
-    ``role`` in ``namespace``; raises ``Unauthenticated`` or ``PermissionDenied``."""
-    principal = registry.authenticate(token)
-    if principal is None:
-        raise Unauthenticated("missing or invalid token")
-    if not principal.has(role):
-        raise PermissionDenied(f"token {principal.name!r} lacks the role {role.value!r}")
-    if not principal.sees(namespace):
-        raise PermissionDenied(
-            f"token {principal.name!r} may not use namespace {namespace or 'default'!r}"
-        )
-    return principal
+    """``registry.authorize``: for HTTP endpoints outside gRPC (the dashboard)."""
+    return registry.authorize(token, namespace, role)

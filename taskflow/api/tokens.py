@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from taskflow.errors import PermissionDenied, Unauthenticated
+
 log = logging.getLogger("taskflow.api.auth")
 
 __all__ = [
@@ -315,6 +317,21 @@ class TokenRegistry:
             if hmac.compare_digest(digest, known) and found is None:
                 found = principal
         return found
+
+    def authorize(self, token: str | None, namespace: str, role: Role) -> Principal:
+        """For HTTP endpoints (the dashboard's cancel and replay): the principal of ``token``
+        if it may act as ``role`` in ``namespace``; raises ``taskflow.errors.Unauthenticated``
+        (no or unknown token: HTTP 401) or ``PermissionDenied`` (HTTP 403)."""
+        principal = self.authenticate(token)
+        if principal is None:
+            raise Unauthenticated("missing or invalid token")
+        if not principal.has(role):
+            raise PermissionDenied(f"token {principal.name!r} lacks the role {role.value!r}")
+        if not principal.sees(namespace):
+            raise PermissionDenied(
+                f"token {principal.name!r} may not use namespace {namespace or 'default'!r}"
+            )
+        return principal
 
 
 def sha256_hex(token: str) -> str:
