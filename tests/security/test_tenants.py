@@ -17,6 +17,7 @@ import pytest
 from grpc import aio
 
 from taskflow.api import ApiServer
+from taskflow_client import AsyncClient, ResourceExhaustedError, TaskRequest
 from taskflow_client.v1 import tasks_pb2 as pb
 from tests.security.conftest import (
     ADMIN,
@@ -279,3 +280,16 @@ async def test_metrics_need_the_metrics_role(secure_server: ApiServer) -> None:
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def test_the_client_tells_how_long_to_wait_when_rate_limited(
+    secure_server: ApiServer,
+) -> None:
+    async with AsyncClient(
+        f"127.0.0.1:{secure_server.grpc_port}", token=SLOW, namespace=A, retry_budget=0
+    ) as c:
+        await c.submit_many([TaskRequest("jobs", "work") for _ in range(3)])
+        with pytest.raises(ResourceExhaustedError) as info:
+            await c.submit("jobs", "work")
+        assert info.value.retry_after is not None and info.value.retry_after > 0
+        assert "retry after" in info.value.details
