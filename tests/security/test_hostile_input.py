@@ -404,3 +404,21 @@ async def test_an_idempotency_key_reused_for_another_task_is_a_clear_error(
         assert [t.idempotency_key for t in listed.tasks] == ["k"]
 
     await run_in_thread(server, body)
+
+
+async def test_a_trailing_newline_does_not_slip_through_name_patterns(server: ApiServer) -> None:
+    def body(sync: Sync) -> None:
+        task = pb.TaskSpec(queue="q", handler="h")
+        schedule = pb.ScheduleSpec(name="nightly\n", cron="@daily", task=task)
+        code, details, _ = sync.call("PutSchedule", pb.PutScheduleRequest(schedule=schedule))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("schedule.name")
+        step = pb.DagStep(name="a\n", task=pb.TaskSpec(handler="h"))
+        dag = pb.DagSpec(queue="etl", steps=[step])
+        code, details, _ = sync.call("SubmitDag", pb.SubmitDagRequest(dag=dag))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "steps[0]" in details
+        code, details, _ = sync.call(
+            "SubmitTask", pb.SubmitTaskRequest(task=pb.TaskSpec(queue="q\n", handler="h"))
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("task.queue")
+
+    await run_in_thread(server, body)
