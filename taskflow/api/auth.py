@@ -113,8 +113,12 @@ def _as(handler: Handler, principal: Principal) -> Handler:
 
             async def bidi(request: Any, context: Context) -> AsyncIterator[Any]:
                 access.bind(principal)
-                async for item in behaviour(request, context):
-                    yield item
+                inner = behaviour(request, context)
+                try:
+                    async for item in inner:
+                        yield item
+                finally:
+                    await inner.aclose()
 
             wrapped = bidi
     elif kind[1]:
@@ -123,8 +127,13 @@ def _as(handler: Handler, principal: Principal) -> Handler:
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
             await _refuse_undecodable(request, context)
             access.bind(principal)
-            async for item in behaviour(request, context):
-                yield item
+            inner = behaviour(request, context)
+            try:
+                async for item in inner:
+                    yield item
+            finally:
+                # Closed here, not by the garbage collector: its watch unsubscribes now.
+                await inner.aclose()
 
         wrapped = stream
     else:
