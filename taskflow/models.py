@@ -15,7 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from taskflow.errors import InvalidArgument
 from taskflow.keys import QueueRef
-from taskflow.values import UnstorableValue, encode_json, parse_json_text
+from taskflow.values import (
+    UnstorableValue,
+    encode_json,
+    handler_problem,
+    labels_problem,
+    parse_json_text,
+    shown,
+    unsafe_char_problem,
+)
 
 
 class TaskState(StrEnum):
@@ -57,7 +65,7 @@ def parse_task_id(raw: str, field_name: str = "task_id") -> str:
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise InvalidArgument(field_name, f"{raw!r} is not a task id (a UUID)") from None
+        raise InvalidArgument(field_name, f"{shown(raw)} is not a task id (a UUID)") from None
 
 
 class RetryPolicy(BaseModel):
@@ -75,7 +83,7 @@ class TaskSubmission(BaseModel):
 
     namespace: str = Field(default="default", pattern=_NAMESPACE_PATTERN)
     queue: str = Field(pattern=_NAME_PATTERN)
-    handler: str = Field(min_length=1, max_length=200)
+    handler: str = Field(min_length=1, max_length=200)  # and handler_problem()
     #: The payload as JSON text, exactly as the client sent it (checked storable once, here).
     payload_json: str = "null"
     priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
@@ -99,6 +107,30 @@ class TaskSubmission(BaseModel):
         except UnstorableValue as exc:
             raise ValueError(str(exc)) from None
         return text
+
+    @field_validator("handler")
+    @classmethod
+    def _check_handler(cls, name: str) -> str:
+        problem = handler_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
+    @field_validator("idempotency_key", "concurrency_key")
+    @classmethod
+    def _check_key(cls, key: str | None) -> str | None:
+        problem = None if key is None else unsafe_char_problem(key)
+        if problem:
+            raise ValueError(problem)
+        return key
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        problem = labels_problem(labels)
+        if problem:
+            raise ValueError(problem)
+        return labels
 
     @property
     def payload(self) -> Any:
@@ -296,6 +328,30 @@ class TaskRecord:
     @property
     def queue_ref(self) -> QueueRef:
         return QueueRef(self.namespace, self.queue)
+
+    @field_validator("handler")
+    @classmethod
+    def _check_handler(cls, name: str) -> str:
+        problem = handler_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
+    @field_validator("idempotency_key", "concurrency_key")
+    @classmethod
+    def _check_key(cls, key: str | None) -> str | None:
+        problem = None if key is None else unsafe_char_problem(key)
+        if problem:
+            raise ValueError(problem)
+        return key
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        problem = labels_problem(labels)
+        if problem:
+            raise ValueError(problem)
+        return labels
 
     @property
     def payload(self) -> Any:

@@ -39,7 +39,11 @@ class Client(BaseClient):
     ``target`` defaults to the environment variable ``TASKFLOW_API_ADDR``, else
     ``localhost:50051``; ``token`` defaults to ``TASKFLOW_API_TOKEN`` and is sent as
     ``authorization: Bearer <token>``. ``namespace`` applies to every call that does not name
-    one. ``credentials`` makes the channel use TLS.
+    one. ``tls=True`` makes the channel use TLS (``ca``: a PEM CA bundle, else the system's;
+    ``cert`` and ``key``: a client certificate for mutual TLS; each a path or PEM bytes,
+    defaulting to ``TASKFLOW_API_TLS``, ``TASKFLOW_API_CA``, ``TASKFLOW_API_CERT`` and
+    ``TASKFLOW_API_KEY``; giving ``ca``, ``cert`` or ``key`` implies TLS); ``credentials``
+    (``grpc.ChannelCredentials``) replaces them all.
 
     ``timeout`` is the deadline of each call in seconds, its retries included (``None``: no
     deadline). A call that finds the server unavailable, or that a stopping server cancelled

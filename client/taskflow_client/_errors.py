@@ -81,9 +81,11 @@ class UnauthenticatedError(TaskFlowError):
 
 
 class ResourceExhaustedError(TaskFlowError):
-    """A limit was exceeded, for example the payload is larger than the server accepts."""
+    """A limit was exceeded, for example the payload is larger than the server accepts, or the
+    token's submission rate: then ``retry_after`` is the seconds to wait (else ``None``)."""
 
     default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    retry_after: float | None = None
 
 
 class DeadlineExceededError(TaskFlowError):
@@ -127,4 +129,19 @@ def from_rpc_error(error: grpc.RpcError, note: str | None = None) -> TaskFlowErr
     code, details = status_of(error)
     cls = _BY_CODE.get(code, TaskFlowError)
     details = details or code.name.lower().replace("_", " ")
-    return cls(f"{details} ({note})" if note else details, code)
+    translated = cls(f"{details} ({note})" if note else details, code)
+    if isinstance(translated, ResourceExhaustedError):
+        translated.retry_after = _retry_after(error)
+    return translated
+
+
+def _retry_after(error: grpc.RpcError) -> float | None:
+    """Seconds of the ``retry-after-ms`` trailer of a rate-limited call, if any."""
+    trailers = getattr(error, "trailing_metadata", None)
+    try:
+        for key, value in (trailers() if callable(trailers) else None) or ():
+            if key == "retry-after-ms":
+                return int(value) / 1000
+    except (TypeError, ValueError):
+        return None
+    return None

@@ -12,11 +12,17 @@
 // token, when the server wants one, from TASKFLOW_API_TOKEN. The submission's OpenTelemetry
 // trace context travels with its tasks (tracing.go): its parent is TRACEPARENT when set, and
 // -trace prints the client's span as JSON on stderr.
+//
+// TLS: -tls (or TASKFLOW_API_TLS=1) with the system's CAs; -ca FILE (TASKFLOW_API_CA) trusts
+// that PEM CA bundle instead; -cert and -key (TASKFLOW_API_CERT, TASKFLOW_API_KEY) present a
+// client certificate (mutual TLS). Giving -ca, -cert or -key turns TLS on.
 package main
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -28,6 +34,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -197,6 +204,36 @@ func submitDag(ctx context.Context, client taskflowv1.TaskServiceClient, namespa
 	return 0, nil
 }
 
+// transportCredentials is plaintext unless TLS is asked for or a CA, certificate or key is given.
+func transportCredentials(useTLS bool, ca, cert, key string) (credentials.TransportCredentials, error) {
+	if !useTLS && ca == "" && cert == "" && key == "" {
+		return insecure.NewCredentials(), nil
+	}
+	config := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-ca: no PEM certificate in %s", ca)
+		}
+		config.RootCAs = pool
+	}
+	if (cert == "") != (key == "") {
+		return nil, errors.New("-cert and -key go together")
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("-cert/-key: %w", err)
+		}
+		config.Certificates = []tls.Certificate{pair}
+	}
+	return credentials.NewTLS(config), nil
+}
+
 func run() (int, error) {
 	addr := flag.String("addr", envOr("TASKFLOW_API_ADDR", "localhost:50051"), "API server address")
 	namespace := flag.String("namespace", "default", "namespace of the queue")
@@ -206,6 +243,10 @@ func run() (int, error) {
 	timeout := flag.Duration("timeout", time.Minute, "how long to wait for the task to finish")
 	dag := flag.String("dag", "", "submit the DAG run of this JSON file instead of one task")
 	record := flag.Bool("trace", false, "record the submission's span and print it on stderr")
+	useTLS := flag.Bool("tls", envOr("TASKFLOW_API_TLS", "") == "1", "connect with TLS")
+	ca := flag.String("ca", os.Getenv("TASKFLOW_API_CA"), "PEM CA bundle to trust (implies -tls)")
+	cert := flag.String("cert", os.Getenv("TASKFLOW_API_CERT"), "PEM client certificate (mutual TLS)")
+	keyFile := flag.String("key", os.Getenv("TASKFLOW_API_KEY"), "PEM key of -cert")
 	flag.Parse()
 
 	if *handler == "" && *dag == "" {
@@ -215,7 +256,11 @@ func run() (int, error) {
 		return 2, errors.New("-payload is not valid JSON")
 	}
 
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := transportCredentials(*useTLS, *ca, *cert, *keyFile)
+	if err != nil {
+		return 2, err
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return 1, err
 	}

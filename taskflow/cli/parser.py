@@ -150,6 +150,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc-port", type=_port, default=50051, help="(50051)")
     p.add_argument("--http-port", type=_port, default=8080, help="(8080)")
     p.add_argument(
+        "--http-host",
+        default=None,
+        help="interface of the HTTP port (/metrics, /healthz, /readyz); default: --host when "
+        "a token is required, else 127.0.0.1",
+    )
+    p.add_argument(
+        "--tokens-file",
+        default=None,
+        metavar="FILE",
+        help="scoped API tokens, YAML or JSON, re-read on change (default "
+        "$TASKFLOW_API_TOKENS_FILE)",
+    )
+    p.add_argument("--tls-cert", default=None, metavar="PEM", help="server certificate (TLS)")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="its private key")
+    p.add_argument(
+        "--tls-client-ca",
+        default=None,
+        metavar="PEM",
+        help="CA of client certificates: clients must present one (mutual TLS)",
+    )
+    p.add_argument(
+        "--reflection",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve gRPC reflection (default on)",
+    )
+    p.add_argument(
+        "--open-probes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gRPC health and reflection need no token (default on; off: they need one too)",
+    )
+    p.add_argument(
         "--housekeeping",
         action=argparse.BooleanOptionalAction,
         default=True,

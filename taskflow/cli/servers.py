@@ -109,19 +109,50 @@ def _api(args: argparse.Namespace) -> int:
     _require_extra("api", "api")
     _check_dashboard_env()
     _tracing(args, "taskflow-api")
+    from dataclasses import replace
+
+    from taskflow.api.tls import TlsConfig, TlsError
+    from taskflow.api.tokens import TokenFileError, TokenRegistry
     from taskflow.devserver.services import ApiServices, PortInUseError, check_ports
     from taskflow.errors import Unavailable
 
+    settings = _settings()
+    overrides = {
+        "api_tokens_file": args.tokens_file,
+        "api_tls_cert": args.tls_cert,
+        "api_tls_key": args.tls_key,
+        "api_tls_client_ca": args.tls_client_ca,
+    }
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     try:
-        check_ports(args.host, {"--grpc-port": args.grpc_port, "--http-port": args.http_port})
+        tokens = TokenRegistry(settings.api_token, settings.api_tokens_file or None)
+        tls = TlsConfig.from_paths(
+            settings.api_tls_cert, settings.api_tls_key, settings.api_tls_client_ca
+        )
+    except (TokenFileError, TlsError) as exc:
+        raise UsageError(str(exc)) from None
+    http_host = args.http_host or (args.host if tokens.enabled else "127.0.0.1")
+    try:
+        check_ports(args.host, {"--grpc-port": args.grpc_port})
+        check_ports(http_host, {"--http-port": args.http_port})
     except PortInUseError as exc:
         raise UsageError(str(exc)) from None
+    if not tokens.enabled:
+        logging.getLogger("taskflow.api").warning(
+            "no API token configured: every caller may use every namespace "
+            "(set TASKFLOW_API_TOKEN or --tokens-file)"
+        )
     services = ApiServices(
-        _settings(),
+        settings,
         host=args.host,
         grpc_port=args.grpc_port,
         http_port=args.http_port,
+        http_host=http_host,
         housekeeping=args.housekeeping,
+        tokens=tokens,
+        tls=tls,
+        reflection=args.reflection,
+        open_probes=args.open_probes,
     )
 
     async def serve() -> None:

@@ -5,18 +5,20 @@
   run, workers, schedules) and, only when ``TASKFLOW_DASHBOARD_ACTIONS=1``, the actions
   (cancel, replay, run cancel and retry) as ``POST`` with a JSON body.
 
-When the API has a token (``TASKFLOW_API_TOKEN``) every ``/dashboard/api`` call but
-``config`` needs ``Authorization: Bearer <token>``, as every RPC does; the page asks for it.
+When the API needs tokens (``TASKFLOW_API_TOKEN`` or a tokens file) every ``/dashboard/api``
+call but ``config`` needs ``Authorization: Bearer <token>``, checked by the same registry as the
+RPCs; the page asks for it. The dashboard shows every namespace, so it takes a token that
+reaches all of them: role ``read`` for the pages, ``submit`` to cancel, ``admin`` to replay and
+retry. A token scoped to some namespaces is refused (403) rather than shown other tenants' work.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -49,6 +51,9 @@ from taskflow.errors import (
 )
 from taskflow.models import utcnow
 from taskflow.workflows.service import DagService
+
+if TYPE_CHECKING:
+    from taskflow.api.tokens import TokenRegistry
 
 log = logging.getLogger("taskflow.dashboard")
 
@@ -83,18 +88,33 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
     return json_response(body, status)
 
 
-def auth_problem(request: web.Request, token: str) -> str | None:
-    """Why the request may not use the API (None: it may): the same bearer token as RPCs."""
+def auth_problem(request: web.Request, tokens: TokenRegistry | None) -> tuple[int, str] | None:
+    """Why the request may not use the API, as an HTTP status and a text (None: it may)."""
     # Imported here: the API server imports this module while ``taskflow.api`` initialises.
     from taskflow.api.auth import bearer_token
+    from taskflow.api.tokens import Role
 
-    if not token:
+    if tokens is None or not tokens.enabled:
         return None
     given = bearer_token([("authorization", request.headers.get("Authorization", ""))])
     if given is None:
-        return "missing header 'Authorization: Bearer <token>'"
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        return "invalid token"
+        return 401, "missing header 'Authorization: Bearer <token>'"
+    principal = tokens.authenticate(given)
+    if principal is None:
+        return 401, "invalid token"
+    if principal.scoped:
+        return 403, (
+            f"token {principal.name!r} is limited to some namespaces; the dashboard shows "
+            "every namespace and needs a token that reaches all of them"
+        )
+    if request.method == "GET":
+        role = Role.READ
+    elif request.path.endswith("/cancel"):
+        role = Role.SUBMIT
+    else:
+        role = Role.ADMIN
+    if not principal.has(role):
+        return 403, f"token {principal.name!r} lacks the role {role.value!r}"
     return None
 
 
@@ -107,8 +127,10 @@ class Dashboard:
         *,
         dags: DagService | None = None,
         settings: DashboardSettings | None = None,
+        tokens: TokenRegistry | None = None,
     ) -> None:
         self.engine = engine
+        self.tokens = tokens
         self.settings = settings or DashboardSettings.from_env()
         self.reads = DashboardReads(engine, dags)
         self.sampler = QueueSampler(
@@ -155,10 +177,12 @@ class Dashboard:
         api = request.path.startswith(f"{PREFIX}/api/")
         try:
             if api and not request.path.endswith("/api/config"):
-                problem = auth_problem(request, self.engine.settings.api_token)
+                problem = auth_problem(request, self.tokens)
                 if problem is not None:
-                    response: web.StreamResponse = _error(401, problem)
-                    response.headers["WWW-Authenticate"] = 'Bearer realm="taskflow"'
+                    status, text = problem
+                    response: web.StreamResponse = _error(status, text)
+                    if status == 401:
+                        response.headers["WWW-Authenticate"] = 'Bearer realm="taskflow"'
                     return response
             response = await handler(request)
         except (InvalidArgument, PayloadTooLarge) as exc:
@@ -196,7 +220,7 @@ class Dashboard:
         return json_response(
             {
                 "actions": self.settings.actions,
-                "auth_required": bool(self.engine.settings.api_token),
+                "auth_required": self.tokens is not None and self.tokens.enabled,
                 "sample_seconds": self.settings.sample_seconds,
                 "lease_seconds": self.engine.settings.lease_seconds,
             }

@@ -108,6 +108,10 @@ CONSTRUCTOR = [
     "retry_budget",
     "retries",
     "credentials",
+    "tls",
+    "ca",
+    "cert",
+    "key",
 ]
 
 

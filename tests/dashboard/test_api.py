@@ -6,6 +6,7 @@ import asyncio
 import json
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -287,6 +288,50 @@ async def test_with_a_token_the_api_needs_it_and_actions_go_through_it(
                 assert r.status == 401
             async with s.post(f"{base}/tasks/{task_id}/cancel", json={}, headers=good) as r:
                 assert r.status == 200 and (await r.json())["state"] == "cancelled"
+        assert (await engine.get(task_id)).state == "cancelled"
+    finally:
+        await server.stop(grace=1)
+        await engine.close()
+
+
+async def test_scoped_tokens_see_only_what_their_roles_and_namespaces_allow(
+    settings: Settings, dashboard_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from taskflow.store import apply_migrations
+
+    monkeypatch.setenv("TASKFLOW_DASHBOARD_ACTIONS", "1")
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(
+        "tokens:\n"
+        "  - {name: tenant, token: t-tenant, namespaces: [default], roles: [admin]}\n"
+        "  - {name: viewer, token: t-viewer, namespaces: '*', roles: [read]}\n"
+        "  - {name: ops, token: t-ops, namespaces: '*', roles: [admin]}\n"
+    )
+    await apply_migrations(settings.database_url)
+    engine = await Engine.connect(replace(settings, api_tokens_file=str(tokens)))
+    server = ApiServer(engine, grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0")
+    await server.start()
+    try:
+        base = f"http://127.0.0.1:{server.http_port}/dashboard/api"
+        task_id = await submit(engine, "sleep", {"seconds": 60})
+
+        def bearer(token: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {token}"}
+
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{base}/config") as r:
+                assert (await r.json())["auth_required"] is True
+            # a tenant's token would show other tenants' queues: refused, whatever its roles
+            async with s.get(f"{base}/tasks", headers=bearer("t-tenant")) as r:
+                assert r.status == 403 and "limited to some namespaces" in (await r.json())["error"]
+            async with s.get(f"{base}/tasks/{task_id}", headers=bearer("t-viewer")) as r:
+                assert r.status == 200
+            cancel = f"{base}/tasks/{task_id}/cancel"
+            async with s.post(cancel, json={}, headers=bearer("t-viewer")) as r:
+                assert r.status == 403 and "lacks the role 'submit'" in (await r.json())["error"]
+            assert (await engine.get(task_id)).state == "queued"
+            async with s.post(cancel, json={}, headers=bearer("t-ops")) as r:
+                assert r.status == 200
         assert (await engine.get(task_id)).state == "cancelled"
     finally:
         await server.stop(grace=1)

@@ -61,11 +61,9 @@ async def test_top_names_a_server_it_cannot_reach(capsys: pytest.CaptureFixture[
 async def test_top_without_the_token_says_how_to_give_it(
     api_server: ApiServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dataclasses import replace
+    from taskflow.api.tokens import TokenRegistry
 
-    monkeypatch.setattr(
-        api_server.engine, "settings", replace(api_server.engine.settings, api_token="t0ken")
-    )
+    monkeypatch.setattr(api_server.dashboard, "tokens", TokenRegistry("t0ken"))
     monkeypatch.delenv("TASKFLOW_API_TOKEN", raising=False)
     url = f"http://127.0.0.1:{api_server.http_port}"
     code, _, err = await top(capsys, "--url", url)
