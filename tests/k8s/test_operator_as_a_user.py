@@ -103,9 +103,16 @@ def helm() -> str:
     return str(path)
 
 
+#: The chart has no default connection; the operator's RBAC does not depend on what it is.
+CONNECTION = (
+    "--set", "connection.redisUrl=redis://redis:6379/0",
+    "--set", "connection.databaseUrl=postgresql://taskflow@postgres:5432/taskflow",
+)  # fmt: skip
+
+
 def rendered(namespace: str, *values: str, release: str = "taskflow") -> list[dict[str, Any]]:
     out = subprocess.run(
-        [helm(), "template", release, str(CHART), "--namespace", namespace, *values],
+        [helm(), "template", release, str(CHART), "--namespace", namespace, *CONNECTION, *values],
         capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     return [d for d in yaml.safe_load_all(out.stdout) if d]
