@@ -80,6 +80,13 @@ class UnauthenticatedError(TaskFlowError):
     default_code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class PermissionDeniedError(UnauthenticatedError):
+    """The token is valid but may not make this call: it lacks the role, or the namespace is
+    not one of its namespaces. A subclass of ``UnauthenticatedError``, which it used to be."""
+
+    default_code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ResourceExhaustedError(TaskFlowError):
     """A limit was exceeded, for example the payload is larger than the server accepts, or the
     token's submission rate: then ``retry_after`` is the seconds to wait (else ``None``)."""
@@ -106,7 +113,7 @@ _BY_CODE: dict[grpc.StatusCode, type[TaskFlowError]] = {
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
-    grpc.StatusCode.PERMISSION_DENIED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
 }

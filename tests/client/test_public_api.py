@@ -21,6 +21,7 @@ EXPORTED = [
     "Flow",
     "InvalidArgumentError",
     "NotFoundError",
+    "PermissionDeniedError",
     "QueueStats",
     "ResourceExhaustedError",
     "RetryPolicy",
