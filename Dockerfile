@@ -8,12 +8,17 @@ FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/taskflow
 WORKDIR /src
+COPY requirements/api.lock requirements/
+# Every dependency at the version and hash of the lock file; then the two local packages from
+# this tree, with nothing more resolved from an index.
+RUN /opt/taskflow/bin/pip install --require-hashes --no-deps -r requirements/api.lock
 COPY pyproject.toml README.md ./
 COPY client/ client/
 COPY taskflow/ taskflow/
 COPY worker-image/taskflow_worker/ worker-image/taskflow_worker/
 COPY operator/ operator/
-RUN /opt/taskflow/bin/pip install ./client '.[api,operator]'
+RUN /opt/taskflow/bin/pip install --no-deps --no-build-isolation ./client '.[api,operator]' \
+    && /opt/taskflow/bin/pip check
 
 FROM ${BASE}
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin taskflow

@@ -27,7 +27,7 @@ MIRROR="${TASKFLOW_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${TASKFLOW_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 BASE_PACKAGES=(python3 python3-venv ca-certificates passwd)
 # Source files the Dockerfiles copy (keep in step with their COPY lines and .dockerignore).
-CONTEXT_PATHS=(pyproject.toml README.md client taskflow worker-image/taskflow_worker operator)
+CONTEXT_PATHS=(pyproject.toml README.md requirements client taskflow worker-image/taskflow_worker operator)
 CA_BUNDLE="${TASKFLOW_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 PRUNE_DAYS=1
 

@@ -31,6 +31,7 @@ from taskflow.keys import QueueRef
 from taskflow.models import TERMINAL_STATES, AttemptResult, Outcome, TaskState
 from taskflow.queue.dispatch import Dispatcher, RedisAction
 from taskflow.store.tasks import BatchRecord, Claim, Progress, RecordedResult, TaskStore
+from taskflow.telemetry.metrics import process_metrics
 from taskflow.values import clean_text
 
 log = logging.getLogger("taskflow.completion")
@@ -92,6 +93,7 @@ class CompletionRecorder:
         self._settled = asyncio.Event()
         self._settled.set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._metrics = process_metrics()
 
     def start(self) -> None:
         """Two stages: PostgreSQL writes, and Redis updates of what was written. While Redis
@@ -181,6 +183,7 @@ class CompletionRecorder:
                     record = await self._record(claims, progress, [e.result for e in ends])
                 finally:
                     self._writing = False
+                self._metrics.recorded(e.result.finished_at for e in ends)
                 if self._on_already_ended is not None:
                     for task_id, _ in record.already_ended:
                         self._on_already_ended(task_id)

@@ -28,6 +28,13 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/taskflow"
     api_token: str = ""
+    #: Scoped tokens (YAML/JSON), re-read when it changes; see ``taskflow.api.tokens``.
+    api_tokens_file: str = ""
+    #: PEM server certificate and key of the gRPC API (both or neither: TLS on or off).
+    api_tls_cert: str = ""
+    api_tls_key: str = ""
+    #: PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS).
+    api_tls_client_ca: str = ""
     #: How long a claim stays valid without a heartbeat; workers extend it every third of it.
     lease_seconds: float = 30.0
     #: Housekeeping period: expired leases, due delayed tasks, Redis rebuilt from PostgreSQL.

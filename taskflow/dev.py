@@ -191,7 +191,13 @@ class _DevRun:
     def _start_demo(self) -> asyncio.Task[None] | None:
         if not self.options.demo or self.services is None or self.stop.is_set():
             return None
-        demo = Demo(self._client_addr(), self.options.namespace, self.options.queues, self.out)
+        demo = Demo(
+            self._client_addr(),
+            self.options.namespace,
+            self.options.queues,
+            self.out,
+            dashboard_url=self.dashboard_url(),
+        )
         return asyncio.create_task(demo.run(self.stop), name="demo")
 
     def _client_addr(self) -> str:
@@ -203,6 +209,13 @@ class _DevRun:
             host = f"[{host}]"
         return f"{host}:{self.services.grpc_port}"
 
+    def http_url(self) -> str:
+        assert self.services is not None
+        return f"http://{self._client_addr().rsplit(':', 1)[0]}:{self.services.http_port}"
+
+    def dashboard_url(self) -> str:
+        return f"{self.http_url()}/dashboard/"
+
     async def _shutdown(self) -> None:
         if self.supervisor is not None:
             await self.supervisor.stop()
@@ -212,14 +225,15 @@ class _DevRun:
 
     def _banner(self) -> None:
         assert self.services is not None
-        o, s = self.options, self.services
+        o = self.options
         addr = self._client_addr()
-        http = f"http://{addr.rsplit(':', 1)[0]}:{s.http_port}"
+        http = self.http_url()
         pids = ", ".join(map(str, self.supervisor.pids)) if self.supervisor else "none"
         queues = " ".join(f"--queue {q}" for q in o.queues)
         tf = _command_name()
         lines = [
             f"TaskFlow dev is listening on {addr} (gRPC) and {http} (HTTP). Ctrl-C stops it.",
+            f"  dashboard    {self.dashboard_url()}",
             f"  gRPC API     {addr}",
             f"  HTTP         {http}/metrics  {http}/healthz  {http}/readyz",
             f"  Redis        {self.stores.redis_url}  ({self.stores.notes['redis']})",
@@ -241,6 +255,7 @@ class _DevRun:
             f"  {tf} submit {o.queues[0]} sleep --payload '{{\"seconds\": 60}}'"
             f"   # then: {tf} cancel ID",
             f"  {tf} queues",
+            f"  {tf} top --url {http}",
             f"  {tf} schedules",
             f"  {tf} bench --count 10000 --queue {o.queues[0]}",
             "",

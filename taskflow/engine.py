@@ -35,6 +35,7 @@ from taskflow.errors import (
 )
 from taskflow.keys import QueueRef
 from taskflow.models import (
+    TRACEPARENT_LABEL,
     DispatchBlob,
     QueueConfig,
     QueueStats,
@@ -87,6 +88,8 @@ def new_enqueue_item(t: NewTask) -> EnqueueItem:
             max_retries_set=t.max_retries_set,
             run_id=t.run_id,
             step=t.step,
+            due_ms=due_ms(t.run_at) if t.state is TaskState.SCHEDULED else 0,
+            traceparent=s.labels.get(TRACEPARENT_LABEL),
         ),
         priority=s.priority,
         due_ms=due_ms(t.run_at) if t.state is TaskState.SCHEDULED else 0,

@@ -34,6 +34,23 @@ class Unavailable(TaskFlowError):
     """PostgreSQL or Redis cannot be reached; the caller may retry."""
 
 
+class Unauthenticated(TaskFlowError):
+    """No token, or one the server does not know."""
+
+
+class PermissionDenied(TaskFlowError):
+    """The caller's token lacks the role or the namespace the call needs."""
+
+
+class RateLimited(TaskFlowError):
+    """The caller submitted faster than its token allows; ``retry_after`` is in seconds
+    (``inf``: the request is larger than the token's burst and can never pass as one)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(TaskFlowError):
     """A payload exceeds the configured limit."""
 

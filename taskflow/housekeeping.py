@@ -25,6 +25,7 @@ from taskflow.errors import STORE_ERRORS
 from taskflow.keys import QueueRef
 from taskflow.models import utcnow
 from taskflow.recovery import dispatch_unknown, reclaim_expired
+from taskflow.telemetry.metrics import process_metrics
 
 log = logging.getLogger("taskflow.housekeeping")
 
@@ -105,6 +106,7 @@ class Housekeeper:
             reclaimed = await reclaim_expired(self.engine, ref, limit=1000)
             report.reclaimed += reclaimed.leases
             report.poisoned += reclaimed.poisoned
+            process_metrics().leases_ended(ref, reclaimed.leases, reclaimed.poisoned)
             if reclaimed.leases < 1000:
                 return
 

@@ -15,7 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from taskflow.errors import InvalidArgument
 from taskflow.keys import QueueRef
-from taskflow.values import UnstorableValue, encode_json, parse_json_text
+from taskflow.values import (
+    UnstorableValue,
+    encode_json,
+    handler_problem,
+    labels_problem,
+    parse_json_text,
+    shown,
+    unsafe_char_problem,
+)
 
 
 class TaskState(StrEnum):
@@ -57,7 +65,7 @@ def parse_task_id(raw: str, field_name: str = "task_id") -> str:
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise InvalidArgument(field_name, f"{raw!r} is not a task id (a UUID)") from None
+        raise InvalidArgument(field_name, f"{shown(raw)} is not a task id (a UUID)") from None
 
 
 class RetryPolicy(BaseModel):
@@ -75,7 +83,7 @@ class TaskSubmission(BaseModel):
 
     namespace: str = Field(default="default", pattern=_NAMESPACE_PATTERN)
     queue: str = Field(pattern=_NAME_PATTERN)
-    handler: str = Field(min_length=1, max_length=200)
+    handler: str = Field(min_length=1, max_length=200)  # and handler_problem()
     #: The payload as JSON text, exactly as the client sent it (checked storable once, here).
     payload_json: str = "null"
     priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
@@ -99,6 +107,30 @@ class TaskSubmission(BaseModel):
         except UnstorableValue as exc:
             raise ValueError(str(exc)) from None
         return text
+
+    @field_validator("handler")
+    @classmethod
+    def _check_handler(cls, name: str) -> str:
+        problem = handler_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
+    @field_validator("idempotency_key", "concurrency_key")
+    @classmethod
+    def _check_key(cls, key: str | None) -> str | None:
+        problem = None if key is None else unsafe_char_problem(key)
+        if problem:
+            raise ValueError(problem)
+        return key
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        problem = labels_problem(labels)
+        if problem:
+            raise ValueError(problem)
+        return labels
 
     @property
     def payload(self) -> Any:
@@ -152,6 +184,10 @@ def validate_submission(raw: dict[str, Any], path: str = "task") -> TaskSubmissi
         raise InvalidArgument(name, message) from None
 
 
+#: The label that carries a task's W3C trace context from its submission to its worker.
+TRACEPARENT_LABEL = "taskflow.dev/traceparent"
+
+
 @dataclass(frozen=True)
 class DispatchBlob:
     """What Redis keeps of a task so a worker can run it without reading PostgreSQL."""
@@ -167,6 +203,10 @@ class DispatchBlob:
     #: The DAG run and step name of a step (its handler sees its parents' results).
     run_id: str | None = None
     step: str | None = None
+    #: When a delayed task became due (epoch ms; 0: ready at submission), for queue-wait times.
+    due_ms: int = 0
+    #: The W3C trace context of the submitting call (``taskflow.telemetry.tracing``).
+    traceparent: str | None = None
 
     def encode(self) -> str:
         """One line of JSON settings, a newline, then the payload text as it was submitted
@@ -180,6 +220,10 @@ class DispatchBlob:
         }
         if self.run_id:
             fields["d"] = [self.run_id, self.step]
+        if self.due_ms:
+            fields["q"] = self.due_ms
+        if self.traceparent:
+            fields["tp"] = self.traceparent
         header = json.dumps(fields, separators=(",", ":"))
         return f"{header}\n{self.payload_json}"
 
@@ -200,6 +244,8 @@ class DispatchBlob:
             retry=RetryPolicy(initial_seconds=initial, multiplier=multiplier, max_seconds=cap),
             run_id=run_id,
             step=step,
+            due_ms=d.get("q", 0),
+            traceparent=d.get("tp"),
         )
 
 
@@ -283,6 +329,30 @@ class TaskRecord:
     def queue_ref(self) -> QueueRef:
         return QueueRef(self.namespace, self.queue)
 
+    @field_validator("handler")
+    @classmethod
+    def _check_handler(cls, name: str) -> str:
+        problem = handler_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
+    @field_validator("idempotency_key", "concurrency_key")
+    @classmethod
+    def _check_key(cls, key: str | None) -> str | None:
+        problem = None if key is None else unsafe_char_problem(key)
+        if problem:
+            raise ValueError(problem)
+        return key
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        problem = labels_problem(labels)
+        if problem:
+            raise ValueError(problem)
+        return labels
+
     @property
     def payload(self) -> Any:
         return json.loads(self.payload_json)
@@ -312,6 +382,8 @@ class TaskRecord:
             max_retries_set=self.max_retries_set,
             run_id=self.run_id,
             step=self.step,
+            due_ms=int(self.run_at.timestamp() * 1000) if self.run_at else 0,
+            traceparent=self.labels.get(TRACEPARENT_LABEL),
         )
 
 

@@ -15,15 +15,24 @@ import re
 from typing import Any
 
 __all__ = [
+    "HANDLER_PATTERN",
+    "LABEL_KEY_PATTERN",
     "MAX_ERROR_CHARS",
+    "MAX_LABELS",
+    "MAX_LABEL_VALUE_CHARS",
     "MAX_PROGRESS_MESSAGE_CHARS",
     "MAX_TRACEBACK_CHARS",
     "UnstorableValue",
     "clean_text",
     "encode_json",
+    "handler_problem",
     "json_problem",
+    "labels_problem",
+    "labels_size",
     "parse_json_text",
+    "shown",
     "text_problem",
+    "unsafe_char_problem",
 ]
 
 #: Longest error message kept for an attempt (longer ones keep their start).
@@ -131,3 +140,77 @@ def clean_text(text: str | None, limit: int, *, keep: str = "start") -> str | No
         room = max(0, limit - len(marker))
         text = text[:room] + marker if keep == "start" else marker + text[len(text) - room :]
     return text
+
+
+# -- names ------------------------------------------------------------------------------------
+# The client (taskflow_client._names) checks the same rules before it sends; a test keeps the
+# two in step.
+
+#: A handler: letters, digits and ``_ . : / -``, starting with a letter, digit or ``_``.
+HANDLER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,199}\Z"
+#: A label key, as Kubernetes has them: an optional DNS-subdomain prefix and ``/``, then a
+#: name of at most 63 letters, digits and ``- _ .`` that starts and ends alphanumeric.
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z"
+)
+MAX_LABELS = 64
+MAX_LABEL_VALUE_CHARS = 1024
+
+_HANDLER_RE = re.compile(HANDLER_PATTERN)
+_LABEL_KEY_RE = re.compile(LABEL_KEY_PATTERN)
+#: Control characters, and the invisible marks that reorder or hide text (bidirectional
+#: overrides and isolates, zero-width characters): in a key or label they make one name look
+#: like another in a terminal or a dashboard.
+UNSAFE_CHARS = (
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
+_UNSAFE_CHARS = re.compile(UNSAFE_CHARS)
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """``repr(value)``, cut to about ``limit`` characters, for error messages."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
+
+
+def unsafe_char_problem(text: str) -> str | None:
+    """Why ``text`` is unfit for a key or label (None: it is fine)."""
+    match = _UNSAFE_CHARS.search(text)
+    if match is None:
+        return None
+    return f"must not contain the control or invisible character U+{ord(match.group()):04X}"
+
+
+def handler_problem(name: str) -> str | None:
+    if _HANDLER_RE.match(name):
+        return None
+    if len(name) > 200:
+        return f"is {len(name)} characters, at most 200 allowed"
+    return (
+        f"{shown(name)} is not a handler name: letters, digits and _ . : / - only, "
+        "starting with a letter, digit or _"
+    )
+
+
+def labels_problem(labels: dict[str, str]) -> str | None:
+    """Why ``labels`` cannot be stored (None: they can)."""
+    if len(labels) > MAX_LABELS:
+        return f"{len(labels)} labels, at most {MAX_LABELS} allowed"
+    for key, value in labels.items():
+        if not _LABEL_KEY_RE.match(key):
+            return (
+                f"key {shown(key)} is not a label key: [prefix/]name, the name at most 63 "
+                "letters, digits and - _ . starting and ending alphanumeric"
+            )
+        if len(value) > MAX_LABEL_VALUE_CHARS:
+            return f"value of {key!r} is {len(value)} characters, at most {MAX_LABEL_VALUE_CHARS}"
+        problem = unsafe_char_problem(value)
+        if problem:
+            return f"value of {key!r} {problem}"
+    return None
+
+
+def labels_size(labels: dict[str, str]) -> int:
+    """Bytes the labels take (they count against the payload limit)."""
+    return sum(len(k.encode()) + len(v.encode("utf-8", "surrogatepass")) for k, v in labels.items())

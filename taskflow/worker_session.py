@@ -37,6 +37,7 @@ from taskflow.models import (
 from taskflow.queue.dispatch import Dispatcher
 from taskflow.store.dags import DagStore
 from taskflow.store.tasks import Claim, Progress, TaskStore
+from taskflow.telemetry.metrics import process_metrics
 from taskflow.values import (
     MAX_ERROR_CHARS,
     MAX_PROGRESS_MESSAGE_CHARS,
@@ -98,6 +99,7 @@ class WorkerSession:
         self._dags = DagStore(store)
         self.recorder = CompletionRecorder(store, dispatcher, on_already_ended=self._already_ended)
         self.recorder.start()
+        self._metrics = process_metrics()
 
     @classmethod
     async def open(cls, settings: Settings, name: str, events: LeaseEvents) -> WorkerSession:
@@ -140,6 +142,7 @@ class WorkerSession:
         for task in tasks:
             self._held[task.id] = task
             self.recorder.claimed(Claim(task.id, task.attempt, self.name, started, task.token))
+        self._metrics.claimed(tasks, batch.now_ms)
         steps = [t.id for t in tasks if t.blob.run_id]
         if steps:
             tasks = await self._with_parents(tasks, steps)
@@ -319,7 +322,8 @@ class WorkerSession:
         done = self.recorder.end(claim.queue, result, delay_ms)
         self._ending.add(claim.token)
 
-        def settled(_: asyncio.Future[Completed]) -> None:
+        def settled(f: asyncio.Future[Completed]) -> None:
+            self._metrics.ended(claim, result, f)
             self._ending.discard(claim.token)
             if self._held.get(claim.id) is claim:
                 del self._held[claim.id]

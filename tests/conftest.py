@@ -26,6 +26,14 @@ off from its files.
 from __future__ import annotations
 
 import os
+
+# gRPC's C core installs fork handlers that run in every child forked while gRPC threads are
+# busy; a child that then runs Python before exec (``preexec_fn``, the kube-apiserver and
+# containerd of the harness) or never execs aborts at random (SIGABRT: "epoll_wait error: Bad
+# file descriptor"; about one fork in five under load). No test forks a process that uses gRPC
+# without exec, so the handlers are off: set before anything imports grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import re
 import shutil
 import tempfile

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -146,6 +147,11 @@ def cli(dev: DevProcess, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_dev_runs_the_whole_system_and_stops_cleanly(start_dev: StartDev) -> None:
     dev = start_dev()
+    banner = "".join(dev.output)
+    dashboard = f"http://127.0.0.1:{dev.http_port}/dashboard/"
+    assert f"dashboard    {dashboard}" in banner
+    with urllib.request.urlopen(dashboard, timeout=CLI_DEADLINE) as page:
+        assert b"<title>TaskFlow</title>" in page.read()
 
     done = cli(dev, "submit", "default", "add", "--payload", '{"a":2,"b":3}', "--wait", "--json")
     assert done.returncode == 0, done.stderr

@@ -23,6 +23,7 @@ from ._models import (
     TaskState,
 )
 from ._schedules import DagTarget, schedule_spec
+from ._tracing import traced
 from ._watching import WatchPlan
 from ._workflows import DagRun, DagRunState, Flow, Step
 from .v1.tasks_pb2_grpc import TaskServiceStub
@@ -74,17 +75,18 @@ class AsyncClient(BaseClient):
 
     async def _run(self, call: Call[T]) -> T:
         attempts = self._settings.attempts(call.retry_on)
-        while True:
-            rpc = getattr(self._stub, call.method)
-            try:
-                response = await rpc(
-                    call.request, timeout=attempts.timeout(), metadata=self._settings.metadata
-                )
-            except grpc.RpcError as exc:
-                pause = attempts.pause_after(exc)
-            else:
-                return call.decode(response)
-            await asyncio.sleep(pause)
+        with traced(call.method, call.request, self._settings.metadata) as metadata:
+            while True:
+                rpc = getattr(self._stub, call.method)
+                try:
+                    response = await rpc(
+                        call.request, timeout=attempts.timeout(), metadata=metadata
+                    )
+                except grpc.RpcError as exc:
+                    pause = attempts.pause_after(exc)
+                else:
+                    return call.decode(response)
+                await asyncio.sleep(pause)
 
     async def _follow(self, plan: Plan[T]) -> T:
         try:

@@ -19,10 +19,11 @@ from google.protobuf.message import Message
 from . import _requests
 from ._config import DEFAULT_TIMEOUT, Settings
 from ._convert import queue_stats_from_proto, task_from_proto
-from ._errors import TaskFlowError
+from ._errors import InvalidArgumentError, TaskFlowError
 from ._models import QueueStats, Schedule, Task, TaskRequest, TaskState
 from ._retry import RETRY_READ, RETRY_WRITE
 from ._schedules import schedule_from_proto
+from ._tls import PemSource, channel_credentials
 from ._workflows import (
     DagRun,
     DagRunState,
@@ -105,9 +106,15 @@ class BaseClient:
         retry_budget: float | None = None,
         retries: int | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        tls: bool | None = None,
+        ca: PemSource | None = None,
+        cert: PemSource | None = None,
+        key: PemSource | None = None,
     ) -> None:
         self._settings = Settings.resolve(target, token, namespace, timeout, retry_budget, retries)
-        self._credentials = credentials
+        if credentials is not None and any(v is not None for v in (tls, ca, cert, key)):
+            raise InvalidArgumentError("credentials: give either credentials or tls/ca/cert/key")
+        self._credentials = credentials or channel_credentials(tls, ca, cert, key)
         self._closed = False
         self._lock = threading.Lock()
         """Guards the opening and closing of the channel."""

@@ -23,6 +23,7 @@ from ._models import (
     TaskState,
 )
 from ._schedules import DagTarget, schedule_spec
+from ._tracing import traced
 from ._watching import WatchPlan
 from ._workflows import DagRun, DagRunState, Flow, Step
 from .v1.tasks_pb2_grpc import TaskServiceStub
@@ -38,7 +39,11 @@ class Client(BaseClient):
     ``target`` defaults to the environment variable ``TASKFLOW_API_ADDR``, else
     ``localhost:50051``; ``token`` defaults to ``TASKFLOW_API_TOKEN`` and is sent as
     ``authorization: Bearer <token>``. ``namespace`` applies to every call that does not name
-    one. ``credentials`` makes the channel use TLS.
+    one. ``tls=True`` makes the channel use TLS (``ca``: a PEM CA bundle, else the system's;
+    ``cert`` and ``key``: a client certificate for mutual TLS; each a path or PEM bytes,
+    defaulting to ``TASKFLOW_API_TLS``, ``TASKFLOW_API_CA``, ``TASKFLOW_API_CERT`` and
+    ``TASKFLOW_API_KEY``; giving ``ca``, ``cert`` or ``key`` implies TLS); ``credentials``
+    (``grpc.ChannelCredentials``) replaces them all.
 
     ``timeout`` is the deadline of each call in seconds, its retries included (``None``: no
     deadline). A call that finds the server unavailable, or that a stopping server cancelled
@@ -87,17 +92,16 @@ class Client(BaseClient):
 
     def _run(self, call: Call[T]) -> T:
         attempts = self._settings.attempts(call.retry_on)
-        while True:
-            rpc = getattr(self._stub, call.method)
-            try:
-                response = rpc(
-                    call.request, timeout=attempts.timeout(), metadata=self._settings.metadata
-                )
-            except grpc.RpcError as exc:
-                pause = attempts.pause_after(exc)
-            else:
-                return call.decode(response)
-            time.sleep(pause)
+        with traced(call.method, call.request, self._settings.metadata) as metadata:
+            while True:
+                rpc = getattr(self._stub, call.method)
+                try:
+                    response = rpc(call.request, timeout=attempts.timeout(), metadata=metadata)
+                except grpc.RpcError as exc:
+                    pause = attempts.pause_after(exc)
+                else:
+                    return call.decode(response)
+                time.sleep(pause)
 
     def _follow(self, plan: Plan[T]) -> T:
         try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from ._errors import InvalidArgumentError
 from ._retry import (
     DEFAULT_RETRY_BUDGET,
     RETRY_BUDGET_ENV,
@@ -69,24 +70,25 @@ class Settings:
     ) -> Settings:
         """Settings from the constructor arguments, falling back to the environment.
 
-        Raises ``ValueError`` naming the argument (or environment variable) that is wrong.
+        Raises ``InvalidArgumentError`` (a ``ValueError``) naming the argument (or environment
+        variable) that is wrong.
         """
         source = os.environ if env is None else env
         if retries is not None and (
             isinstance(retries, bool) or not isinstance(retries, int) or retries < 1
         ):
-            raise ValueError(f"retries: must be an integer >= 1 or None, got {retries!r}")
+            raise InvalidArgumentError(f"retries: must be an integer >= 1 or None, got {retries!r}")
         if timeout is not None and (
             isinstance(timeout, bool)
             or not isinstance(timeout, int | float)
             or not math.isfinite(timeout)
             or timeout <= 0
         ):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"timeout: must be a positive number of seconds or None, got {timeout!r}"
             )
         if not namespace:
-            raise ValueError("namespace: must not be empty")
+            raise InvalidArgumentError("namespace: must not be empty")
         if retry_budget is not None:
             budget = valid_budget(retry_budget, "retry_budget")
         elif source.get(RETRY_BUDGET_ENV):

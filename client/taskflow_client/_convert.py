@@ -20,6 +20,7 @@ from ._models import (
     TaskRequest,
     TaskState,
 )
+from ._names import check_task_fields
 from .v1 import tasks_pb2 as pb
 
 __all__ = [
@@ -113,8 +114,9 @@ def spec_from_request(request: TaskRequest, namespace: str, prefix: str = "") ->
     """The ``TaskSpec`` of ``request``; ``namespace`` applies when the request names none.
 
     Raises ``InvalidArgumentError`` (field names start with ``prefix``) for values that cannot
-    be sent at all; every other check is the server's.
+    be sent, or that the server's rules for names, keys, labels and ranges refuse.
     """
+    check_task_fields(request, namespace, prefix)
     spec = pb.TaskSpec(
         namespace=request.namespace or namespace,
         queue=request.queue,

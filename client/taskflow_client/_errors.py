@@ -80,10 +80,19 @@ class UnauthenticatedError(TaskFlowError):
     default_code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class PermissionDeniedError(UnauthenticatedError):
+    """The token is valid but may not make this call: it lacks the role, or the namespace is
+    not one of its namespaces. A subclass of ``UnauthenticatedError``, which it used to be."""
+
+    default_code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ResourceExhaustedError(TaskFlowError):
-    """A limit was exceeded, for example the payload is larger than the server accepts."""
+    """A limit was exceeded, for example the payload is larger than the server accepts, or the
+    token's submission rate: then ``retry_after`` is the seconds to wait (else ``None``)."""
 
     default_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    retry_after: float | None = None
 
 
 class DeadlineExceededError(TaskFlowError):
@@ -104,7 +113,7 @@ _BY_CODE: dict[grpc.StatusCode, type[TaskFlowError]] = {
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
-    grpc.StatusCode.PERMISSION_DENIED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
 }
@@ -127,4 +136,19 @@ def from_rpc_error(error: grpc.RpcError, note: str | None = None) -> TaskFlowErr
     code, details = status_of(error)
     cls = _BY_CODE.get(code, TaskFlowError)
     details = details or code.name.lower().replace("_", " ")
-    return cls(f"{details} ({note})" if note else details, code)
+    translated = cls(f"{details} ({note})" if note else details, code)
+    if isinstance(translated, ResourceExhaustedError):
+        translated.retry_after = _retry_after(error)
+    return translated
+
+
+def _retry_after(error: grpc.RpcError) -> float | None:
+    """Seconds of the ``retry-after-ms`` trailer of a rate-limited call, if any."""
+    trailers = getattr(error, "trailing_metadata", None)
+    try:
+        for key, value in (trailers() if callable(trailers) else None) or ():
+            if key == "retry-after-ms":
+                return int(value) / 1000
+    except (TypeError, ValueError):
+        return None
+    return None

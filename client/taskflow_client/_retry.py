@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from ._errors import TaskFlowError, from_rpc_error, status_of
+from ._errors import InvalidArgumentError, TaskFlowError, from_rpc_error, status_of
 
 __all__ = [
     "DEFAULT_RETRY_BUDGET",
@@ -137,20 +137,22 @@ class Attempts:
 
 
 def valid_budget(value: object, name: str) -> float:
-    """``value`` as a retry budget in seconds; ``ValueError`` naming ``name`` otherwise."""
+    """``value`` as a retry budget in seconds; ``InvalidArgumentError`` (a ``ValueError``)
+    naming ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ValueError(f"{name}: expected a number of seconds >= 0, got {value!r}")
+        raise InvalidArgumentError(f"{name}: expected a number of seconds >= 0, got {value!r}")
     if value < 0:
-        raise ValueError(f"{name}: must be at least 0 seconds, got {value!r}")
+        raise InvalidArgumentError(f"{name}: must be at least 0 seconds, got {value!r}")
     return float(value)
 
 
 def budget_from_env(text: str) -> float:
-    """The retry budget ``TASKFLOW_RETRY_BUDGET`` gives; ``ValueError`` naming it otherwise."""
+    """The retry budget ``TASKFLOW_RETRY_BUDGET`` gives; ``InvalidArgumentError`` (a
+    ``ValueError``) naming it otherwise."""
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{RETRY_BUDGET_ENV}: expected a number of seconds >= 0, got {text!r}"
         ) from None
     return valid_budget(value, RETRY_BUDGET_ENV)

@@ -28,6 +28,7 @@ from typing import Any
 from ._convert import attempt_from_proto, decode_json, spec_from_request, timestamp_of
 from ._errors import InvalidArgumentError, TaskFlowError
 from ._models import Attempt, RetryPolicy, TaskRequest
+from ._names import check_labels
 from .v1 import tasks_pb2 as pb
 
 __all__ = [
@@ -255,6 +256,7 @@ def dag_spec(
     """The ``DagSpec`` of a run (no idempotency key: a schedule keys each tick's run)."""
     if not isinstance(queue, str) or not queue:
         raise InvalidArgumentError("queue: the queue of steps that name none is required")
+    check_labels(labels, "labels")
     spec = pb.DagSpec(
         namespace=namespace,
         queue=queue,

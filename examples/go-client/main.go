@@ -9,12 +9,20 @@
 // and it prints {"run_id": ..., "state": ..., "steps": {name: state}}.
 //
 // The server address comes from -addr, else TASKFLOW_API_ADDR, else localhost:50051; the
-// token, when the server wants one, from TASKFLOW_API_TOKEN.
+// token, when the server wants one, from TASKFLOW_API_TOKEN. The submission's OpenTelemetry
+// trace context travels with its tasks (tracing.go): its parent is TRACEPARENT when set, and
+// -trace prints the client's span as JSON on stderr.
+//
+// TLS: -tls (or TASKFLOW_API_TLS=1) with the system's CAs; -ca FILE (TASKFLOW_API_CA) trusts
+// that PEM CA bundle instead; -cert and -key (TASKFLOW_API_CERT, TASKFLOW_API_KEY) present a
+// client certificate (mutual TLS). Giving -ca, -cert or -key turns TLS on.
 package main
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,6 +34,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -167,7 +176,12 @@ func submitDag(ctx context.Context, client taskflowv1.TaskServiceClient, namespa
 			Task:      &taskflowv1.TaskSpec{Queue: step.Queue, Handler: step.Handler, PayloadJson: payload},
 		})
 	}
-	submitted, err := client.SubmitDag(ctx, &taskflowv1.SubmitDagRequest{Dag: spec}, grpc.WaitForReady(true))
+	callCtx, span, traceparent := startSubmit(ctx, "SubmitDag")
+	for _, step := range spec.Steps {
+		label(step.Task, traceparent)
+	}
+	submitted, err := client.SubmitDag(callCtx, &taskflowv1.SubmitDagRequest{Dag: spec}, grpc.WaitForReady(true))
+	span.End()
 	if err != nil {
 		return 1, fmt.Errorf("submit: %w", err)
 	}
@@ -190,6 +204,36 @@ func submitDag(ctx context.Context, client taskflowv1.TaskServiceClient, namespa
 	return 0, nil
 }
 
+// transportCredentials is plaintext unless TLS is asked for or a CA, certificate or key is given.
+func transportCredentials(useTLS bool, ca, cert, key string) (credentials.TransportCredentials, error) {
+	if !useTLS && ca == "" && cert == "" && key == "" {
+		return insecure.NewCredentials(), nil
+	}
+	config := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-ca: no PEM certificate in %s", ca)
+		}
+		config.RootCAs = pool
+	}
+	if (cert == "") != (key == "") {
+		return nil, errors.New("-cert and -key go together")
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("-cert/-key: %w", err)
+		}
+		config.Certificates = []tls.Certificate{pair}
+	}
+	return credentials.NewTLS(config), nil
+}
+
 func run() (int, error) {
 	addr := flag.String("addr", envOr("TASKFLOW_API_ADDR", "localhost:50051"), "API server address")
 	namespace := flag.String("namespace", "default", "namespace of the queue")
@@ -198,6 +242,11 @@ func run() (int, error) {
 	payload := flag.String("payload", "", "task payload as JSON")
 	timeout := flag.Duration("timeout", time.Minute, "how long to wait for the task to finish")
 	dag := flag.String("dag", "", "submit the DAG run of this JSON file instead of one task")
+	record := flag.Bool("trace", false, "record the submission's span and print it on stderr")
+	useTLS := flag.Bool("tls", envOr("TASKFLOW_API_TLS", "") == "1", "connect with TLS")
+	ca := flag.String("ca", os.Getenv("TASKFLOW_API_CA"), "PEM CA bundle to trust (implies -tls)")
+	cert := flag.String("cert", os.Getenv("TASKFLOW_API_CERT"), "PEM client certificate (mutual TLS)")
+	keyFile := flag.String("key", os.Getenv("TASKFLOW_API_KEY"), "PEM key of -cert")
 	flag.Parse()
 
 	if *handler == "" && *dag == "" {
@@ -207,14 +256,23 @@ func run() (int, error) {
 		return 2, errors.New("-payload is not valid JSON")
 	}
 
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := transportCredentials(*useTLS, *ca, *cert, *keyFile)
+	if err != nil {
+		return 2, err
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return 1, err
 	}
 	defer conn.Close()
 	client := taskflowv1.NewTaskServiceClient(conn)
 
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	traced, flush, err := setupTracing(*record)
+	if err != nil {
+		return 1, err
+	}
+	defer func() { _ = flush(context.Background()) }()
+	ctx, cancel := context.WithTimeout(traced, *timeout)
 	defer cancel()
 	if token := os.Getenv("TASKFLOW_API_TOKEN"); token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
@@ -228,13 +286,17 @@ func run() (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	submitted, err := client.SubmitTask(ctx, &taskflowv1.SubmitTaskRequest{Task: &taskflowv1.TaskSpec{
+	spec := &taskflowv1.TaskSpec{
 		Namespace:      *namespace,
 		Queue:          *queue,
 		Handler:        *handler,
 		PayloadJson:    *payload,
 		IdempotencyKey: key,
-	}}, grpc.WaitForReady(true))
+	}
+	callCtx, span, traceparent := startSubmit(ctx, "SubmitTask")
+	label(spec, traceparent)
+	submitted, err := client.SubmitTask(callCtx, &taskflowv1.SubmitTaskRequest{Task: spec}, grpc.WaitForReady(true))
+	span.End()
 	if err != nil {
 		return 1, fmt.Errorf("submit: %w", err)
 	}

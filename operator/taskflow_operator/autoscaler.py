@@ -3,9 +3,11 @@
 * Desired replicas = ``ceil(backlog / targetPerPod)`` clamped to ``{min, max}``.
 * Scaling up happens at once.
 * Scaling down waits: the target is the highest recommendation of the last
-  ``scaleDownStabilizationSeconds``, and nothing shrinks sooner than that after the last
-  change (so a backlog of 0 for a whole window is what scales to zero, and a burst arriving in
-  between keeps the pods).
+  ``scaleDownStabilizationSeconds`` (as Kubernetes' HPA does), so a backlog of 0 for a whole
+  window is what scales to zero, and a burst arriving in between keeps the pods. The window is
+  not also a cooldown: a backlog that drains step by step reaches zero pods one window after
+  it emptied, not one window per step. An operator that has just started knows nothing of the
+  last window and counts the current size as wished for at that moment (``History.first``).
 * Never below the pods that are busy running tasks (when the operator can tell).
 """
 
@@ -36,9 +38,13 @@ class Bounds:
 class History:
     """What the autoscaler remembers between ticks (kept per TaskQueue in memory)."""
 
-    last_scale_time: float
     #: ``(time, recommendation)`` samples within the stabilization window, oldest first.
     samples: tuple[tuple[float, int], ...] = field(default_factory=tuple)
+
+    @classmethod
+    def first(cls, now: float, current: int) -> History:
+        """The memory of a queue first seen at ``now`` with ``current`` replicas."""
+        return cls(samples=((now, current),))
 
 
 @dataclass(frozen=True)
@@ -71,19 +77,17 @@ def decide(
     rec = recommend(backlog, bounds)
     window_start = now - bounds.stabilization_seconds
     samples = (*(s for s in history.samples if s[0] > window_start), (now, rec))
-    kept = History(history.last_scale_time, samples)
+    kept = History(samples)
     if current > bounds.max:
-        return Decision(bounds.max, rec, Reason.OUT_OF_BOUNDS, History(now, samples))
+        return Decision(bounds.max, rec, Reason.OUT_OF_BOUNDS, kept)
     if rec > current:  # also lifts a Deployment below replicas.min
-        return Decision(rec, rec, Reason.SCALE_UP, History(now, samples))
+        return Decision(rec, rec, Reason.SCALE_UP, kept)
     if rec == current:
         return Decision(current, rec, Reason.STEADY, kept)
-    # rec < current: shrink only to the window's highest wish, once the window has passed.
-    if now - history.last_scale_time < bounds.stabilization_seconds:
-        return Decision(current, rec, Reason.STABILIZING, kept)
+    # rec < current: shrink only to the window's highest wish.
     floor = min(current, max(busy_pods, bounds.min))
     target = max(max(r for _, r in samples), floor)
     if target >= current:
         return Decision(current, rec, Reason.STABILIZING, kept)
     reason = Reason.SCALE_TO_ZERO if target == 0 else Reason.SCALE_DOWN
-    return Decision(target, rec, reason, History(now, samples))
+    return Decision(target, rec, reason, kept)

@@ -14,6 +14,7 @@ from taskflow.engine import Engine
 from taskflow_operator.autoscaler import History
 from taskflow_operator.kube import Kube
 from taskflow_operator.metrics import OperatorMetrics
+from taskflow_operator.reporting import QueueReport
 from taskflow_operator.settings import OperatorConfig
 
 
@@ -75,11 +76,15 @@ class OperatorContext:
     histories: dict[tuple[str, str], History] = field(default_factory=dict)
     #: One pass at a time per TaskQueue (event handlers and the daemon both reconcile).
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    #: What each TaskQueue has told through Events (failures reported, scale changes pending).
+    reports: dict[tuple[str, str], QueueReport] = field(default_factory=dict)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     #: Warning Events posted by the operator itself (failures), rate limited.
     events: EventBudget = field(default_factory=EventBudget)
     #: The engine reads of the Task mirror, on their own small pool (submits never wait on it).
     mirror_engine: Engine | None = None
+    #: Whether the Task mirror and TTL sweeper were started (by the first Task seen).
+    following: bool = False
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     http: web.AppRunner | None = None
 

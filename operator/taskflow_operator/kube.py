@@ -156,6 +156,28 @@ class Kube:
             raise
         return True
 
+    async def list_objects(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        """Objects of one namespace, or of every namespace when ``namespace`` is None."""
+        if namespace is None:
+            response = await self._run(
+                self.custom.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                plural,
+                _preload_content=False,
+            )
+        else:
+            response = await self._run(
+                self.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                _preload_content=False,
+            )
+        items: list[dict[str, Any]] = _json(response).get("items") or []
+        return items
+
     async def delete_object(
         self, plural: str, namespace: str, name: str, *, uid: str | None = None
     ) -> None:

@@ -18,6 +18,8 @@ from prometheus_client import (
 from taskflow.errors import Unavailable
 from taskflow.keys import QueueRef
 from taskflow.models import QueueStats
+from taskflow.telemetry.metrics import process_metrics
+from taskflow_operator.autoscaler import Decision, Reason
 
 StatsFn = Callable[[QueueRef], Awaitable[QueueStats]]
 
@@ -50,6 +52,13 @@ class OperatorMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.decisions = Counter(
+            "taskflow_operator_autoscaler_decisions",
+            "Autoscaler decisions, by reason (Steady, BacklogGrew, BacklogShrank, Stabilizing, "
+            "Idle, OutOfBounds)",
+            ["namespace", "queue", "reason"],
+            registry=self.registry,
+        )
         self.errors = Counter(
             "taskflow_operator_reconcile_errors",
             "Reconciliations that failed and will be retried",
@@ -57,13 +66,20 @@ class OperatorMetrics:
             registry=self.registry,
         )
 
+    def decided(self, namespace: str, queue: str, decision: Decision) -> None:
+        self.decisions.labels(namespace, queue, decision.reason.value).inc()
+
     def forget_queue(self, namespace: str, queue: str) -> None:
         for gauge in (self.backlog, self.desired):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, queue)
+        for reason in Reason:
+            with contextlib.suppress(KeyError):
+                self.decisions.remove(namespace, queue, reason.value)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The operator's own metrics, then the task metrics of the process (housekeeping)."""
+        return generate_latest(self.registry) + process_metrics().render()
 
 
 def http_app(metrics: OperatorMetrics, stats: StatsFn) -> web.Application:

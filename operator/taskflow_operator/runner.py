@@ -10,6 +10,7 @@ from pathlib import Path
 import kopf
 
 from taskflow.logs import configure_logging
+from taskflow_operator import peering
 from taskflow_operator.handlers import build_registry
 from taskflow_operator.settings import OperatorConfig
 
@@ -25,7 +26,9 @@ def parse_args(argv: Sequence[str]) -> tuple[OperatorConfig, argparse.Namespace]
         default=[],
         help="serve only this namespace (repeatable; default: every namespace)",
     )
-    p.add_argument("--http-port", type=int, default=d.http_port, help="/metrics and backlog (8080)")
+    p.add_argument(
+        "--http-port", type=int, default=d.http_port, help="/metrics and backlog (8090; 0: off)"
+    )
     p.add_argument(
         "--http-host",
         default=d.http_host,
@@ -37,9 +40,18 @@ def parse_args(argv: Sequence[str]) -> tuple[OperatorConfig, argparse.Namespace]
         help="kopf liveness endpoint URL (http://<--http-host>:8081/healthz; empty disables)",
     )
     p.add_argument("--public-url", default=d.public_url, help="how KEDA reaches --http-port")
-    p.add_argument("--peering", default=d.peering_name, help="kopf peering name (taskflow)")
+    p.add_argument(
+        "--peering",
+        default=d.peering_name,
+        help="kopf peering name, created when missing (taskflow); the chart uses the release's",
+    )
     p.add_argument("--standalone", action="store_true", help="no peering / leader election")
-    p.add_argument("--priority", type=int, default=d.priority, help="peering priority (0)")
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=d.priority,
+        help="peering priority: the highest leads (default: the one running longest)",
+    )
     p.add_argument("--task-poll", type=float, default=d.task_poll_seconds, help="seconds (2)")
     p.add_argument(
         "--mirror-db-pool",
@@ -89,6 +101,7 @@ async def serve(
         namespaces=list(config.namespaces),
         standalone=config.standalone,
         peering_name=None if config.standalone else config.peering_name,
+        identity=peering.identity(),  # type: ignore[arg-type]  # kopf's Identity is a NewType
         priority=config.priority,
         liveness_endpoint=config.liveness_endpoint or None,
         stop_flag=stop_flag,

@@ -15,6 +15,7 @@ from taskflow.models import (
     TaskSubmission,
     validate_submission,
 )
+from taskflow.telemetry import tracing
 from taskflow.values import text_problem
 from taskflow_client.v1 import tasks_pb2 as pb
 
@@ -72,6 +73,7 @@ def spec_to_dict(spec: pb.TaskSpec, path: str) -> dict[str, Any]:
             _check_text(k, f"{path}.labels"): _check_text(v, f"{path}.labels[{k}]")
             for k, v in spec.labels.items()
         }
+    tracing.stamp(raw)
     return raw
 
 

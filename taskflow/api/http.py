@@ -1,4 +1,5 @@
-"""HTTP side of the API server: ``/metrics``, ``/healthz`` (alive), ``/readyz`` (storage up)."""
+"""HTTP side of the API server: ``/metrics``, ``/healthz`` (alive), ``/readyz`` (storage up),
+and the web dashboard under ``/dashboard/`` when one is given."""
 
 from __future__ import annotations
 
@@ -7,14 +8,33 @@ import socket
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from taskflow.api.auth import bearer_token
 from taskflow.api.health import CheckReady, readiness
 from taskflow.api.metrics import ApiMetrics
+from taskflow.api.tokens import Role, TokenRegistry
 
 
 def build_app(
-    metrics: ApiMetrics, check_ready: CheckReady, timeout: float = 5.0
+    metrics: ApiMetrics,
+    check_ready: CheckReady,
+    timeout: float = 5.0,
+    dashboard: web.Application | None = None,
+    *,
+    tokens: TokenRegistry | None = None,
 ) -> web.Application:
+    """With ``tokens`` that require auth, ``/metrics`` needs a token with the metrics role
+    (``/healthz`` and ``/readyz`` stay open for probes)."""
+
     async def get_metrics(request: web.Request) -> web.Response:
+        if tokens is not None and tokens.enabled:
+            header = request.headers.get("Authorization")
+            principal = tokens.authenticate(bearer_token([("authorization", header or "")]))
+            if principal is None:
+                return web.Response(
+                    status=401, text="unauthenticated\n", headers={"WWW-Authenticate": "Bearer"}
+                )
+            if not principal.has(Role.METRICS):
+                return web.Response(status=403, text="the token lacks the role 'metrics'\n")
         return web.Response(
             body=await metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
@@ -32,6 +52,14 @@ def build_app(
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if dashboard is not None:
+
+        async def to_dashboard(request: web.Request) -> web.Response:
+            raise web.HTTPFound("/dashboard/")
+
+        app.router.add_get("/", to_dashboard)
+        app.router.add_get("/dashboard", to_dashboard)
+        app.add_subapp("/dashboard/", dashboard)
     return app
 
 

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from taskflow.api.types import Context, Continuation, Handler
 from taskflow.models import QueueStats, SubmitResult, TaskSubmission
+from taskflow.telemetry.metrics import process_metrics
 
 log = logging.getLogger("taskflow.api.metrics")
 
@@ -54,6 +55,8 @@ class QueueCollector(Collector):
                 ("ready", "Tasks waiting to be claimed now."),
                 ("scheduled", "Tasks delayed or waiting for a retry."),
                 ("running", "Tasks claimed by a worker."),
+                ("backlog", "What autoscaling looks at: ready + running + due delayed tasks."),
+                ("dead_letters", "Tasks failed for good, listed in the dead-letter view."),
             )
         }
         for q in self._queues:
@@ -84,10 +87,12 @@ class ApiMetrics:
         )
         self.submitted = Counter(
             "taskflow_tasks_submitted",
-            "Tasks accepted (idempotent resubmissions not counted).",
-            ["namespace", "queue"],
+            "Tasks accepted by SubmitTask(s) (idempotent resubmissions, DAG steps and cron "
+            "fires not counted).",
+            ["namespace", "queue", "handler"],
             registry=self.registry,
         )
+        self._submitted: dict[tuple[str, str, str], Counter] = {}  # labelled children
         self.queues = QueueCollector(list_queues)
         self.registry.register(self.queues)
 
@@ -96,13 +101,18 @@ class ApiMetrics:
         self.latency.labels(method, code.name).observe(seconds)
 
     def on_submit(self, specs: Sequence[TaskSubmission], results: Sequence[SubmitResult]) -> None:
+        cache = self._submitted
         for spec, result in zip(specs, results, strict=True):
             if result.created:
-                self.submitted.labels(spec.namespace, spec.queue).inc()
+                key = (spec.namespace, spec.queue, spec.handler)
+                child = cache.get(key)
+                if child is None:
+                    child = cache[key] = self.submitted.labels(*key)
+                child.inc()
 
     async def render(self) -> bytes:
         await self.queues.refresh()
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + process_metrics().render()
 
 
 def _code(context: Context, error: BaseException | None) -> grpc.StatusCode:

@@ -17,11 +17,15 @@ from taskflow.api.health import ReadinessMonitor
 from taskflow.api.http import bind, build_app
 from taskflow.api.metrics import ApiMetrics, MetricsInterceptor
 from taskflow.api.servicer import TaskServiceServicer
+from taskflow.api.tls import TlsConfig, server_credentials
+from taskflow.api.tokens import TokenRegistry
 from taskflow.api.watch import WatchHub
 from taskflow.config import Settings
+from taskflow.dashboard import Dashboard
 from taskflow.engine import Engine
 from taskflow.models import TaskRecord
 from taskflow.store.dags import DagRunRecord
+from taskflow.telemetry.grpc_server import tracing_interceptors
 from taskflow.workflows.service import DagService
 from taskflow_client.v1 import tasks_pb2 as pb
 from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
@@ -53,14 +57,31 @@ class ApiServer:
         grpc_addr: str = "0.0.0.0:50051",
         http_addr: str = "0.0.0.0:8080",
         readiness_interval: float = 2.0,
+        tokens: TokenRegistry | None = None,
+        reflection: bool = True,
+        open_probes: bool = True,
+        tls: TlsConfig | None = None,
     ) -> None:
+        """``tokens`` defaults to the settings' ``api_token`` and ``api_tokens_file``;
+        ``reflection`` off removes the reflection service; ``open_probes`` off puts health and
+        reflection behind the token too."""
         self.engine = engine
+        settings = engine.settings
+        self.tokens = tokens or TokenRegistry(settings.api_token, settings.api_tokens_file or None)
+        self.reflection = reflection
+        self.open_probes = open_probes
+        self.tls = tls
+        if tls is None:
+            self.tls = TlsConfig.from_paths(
+                settings.api_tls_cert, settings.api_tls_key, settings.api_tls_client_ca
+            )
         self.grpc_addr = grpc_addr
         self.http_addr = http_addr
         self.metrics = ApiMetrics(lambda: engine.list_queues(None))
         self.hub: WatchHub[TaskRecord] = WatchHub(engine.store.get_many)
         self.dags = DagService(engine)
         self.run_hub: WatchHub[DagRunRecord] = WatchHub(self.dags.get_many, version=run_version)
+        self.dashboard = Dashboard(engine, dags=self.dags, tokens=self.tokens)
         self.health = health_aio.HealthServicer()
         self.readiness = ReadinessMonitor(
             engine.check_ready, self.health, interval=readiness_interval
@@ -87,8 +108,9 @@ class ApiServer:
         limit = max_message_bytes(settings)
         server = aio.server(
             interceptors=[
+                *tracing_interceptors(),
                 MetricsInterceptor(self.metrics),
-                TokenAuthInterceptor(settings.api_token),
+                TokenAuthInterceptor(self.tokens, open_probes=self.open_probes),
             ],
             options=[
                 ("grpc.max_receive_message_length", limit),
@@ -105,14 +127,15 @@ class ApiServer:
         )
         pb_grpc.add_TaskServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            [
-                pb.DESCRIPTOR.services_by_name["TaskService"].full_name,
-                health.SERVICE_NAME,
-                reflection.SERVICE_NAME,
-            ],
-            server,
-        )
+        if self.reflection:
+            reflection.enable_server_reflection(
+                [
+                    pb.DESCRIPTOR.services_by_name["TaskService"].full_name,
+                    health.SERVICE_NAME,
+                    reflection.SERVICE_NAME,
+                ],
+                server,
+            )
         return server
 
     async def start(self) -> None:
@@ -127,20 +150,35 @@ class ApiServer:
         self.hub.start()
         self.run_hub.start()
         server = self._build_grpc()
-        port = server.add_insecure_port(self.grpc_addr)
+        if self.tls is None:
+            port = server.add_insecure_port(self.grpc_addr)
+        else:
+            port = server.add_secure_port(self.grpc_addr, server_credentials(self.tls))
         if port == 0:
             raise OSError(f"cannot listen on {self.grpc_addr} for gRPC")
         self._grpc = server
         await server.start()
         self._grpc_port = port
 
-        runner = web.AppRunner(build_app(self.metrics, self.engine.check_ready), access_log=None)
+        app = build_app(
+            self.metrics,
+            self.engine.check_ready,
+            dashboard=self.dashboard.app(),
+            tokens=self.tokens,
+        )
+        runner = web.AppRunner(app, access_log=None)
         self._http = runner
         await runner.setup()
         sock = bind(self.http_addr)
         await web.SockSite(runner, sock).start()
         self._http_port = sock.getsockname()[1]
-        log.info("API listening: gRPC port %d, HTTP port %d", self.grpc_port, self.http_port)
+        log.info(
+            "API listening: gRPC port %d (%s, %s), HTTP port %d",
+            self.grpc_port,
+            "plaintext" if self.tls is None else "mutual TLS" if self.tls.client_ca else "TLS",
+            "token required" if self.tokens.enabled else "no authentication",
+            self.http_port,
+        )
 
     async def stop(self, grace: float = 5) -> None:
         """Report NOT_SERVING, end open watches, let running calls finish for ``grace``."""

@@ -17,18 +17,45 @@ from taskflow.errors import (
     InvalidArgument,
     NotFound,
     PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    Unauthenticated,
     Unavailable,
 )
 
 log = logging.getLogger("taskflow.api")
+
+#: Trailing metadata of a RESOURCE_EXHAUSTED answer: milliseconds until the call can pass.
+RETRY_AFTER_KEY = "retry-after-ms"
+
+#: Longest status message sent: a hostile request never gets its own input echoed back whole.
+MAX_DETAILS_CHARS = 1024
 
 S = TypeVar("S")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
+def bounded(details: str, limit: int = MAX_DETAILS_CHARS) -> str:
+    """``details`` cut to ``limit`` characters, saying how much was cut."""
+    if len(details) <= limit:
+        return details
+    return f"{details[: limit - 40]}... ({len(details) - limit + 40} more characters)"
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status code and details a client sees for ``exc``."""
+    """The status code and details a client sees for ``exc`` (bounded in length)."""
+    code, details = _status_for(exc)
+    return code, bounded(details)
+
+
+def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, Unauthenticated):
+        return grpc.StatusCode.UNAUTHENTICATED, str(exc)
+    if isinstance(exc, PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc)
+    if isinstance(exc, RateLimited):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, InvalidArgument | PayloadTooLarge):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, NotFound):
@@ -44,6 +71,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 
 async def _abort(context: Context, method: str, exc: Exception) -> NoReturn:
     code, details = status_for(exc)
+    if isinstance(exc, RateLimited) and exc.retry_after != float("inf"):
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(int(exc.retry_after * 1000) + 1)),))
     if code == grpc.StatusCode.INTERNAL:
         log.error("%s failed", method, exc_info=exc)
     await context.abort(code, details)

@@ -16,6 +16,7 @@ from taskflow.cli.errors import (
 )
 from taskflow.cli.parser import build_parser
 from taskflow.cli.servers import SERVER_COMMANDS
+from taskflow.cli.top import run_top
 from taskflow.logs import configure_logging
 
 
@@ -49,6 +50,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
     if command in CLIENT_COMMANDS:
         return run_client_command(args)
+    if command == "top":
+        return run_top(args)
     _logging(args, default_format="text" if command == "dev" else "json")
     return SERVER_COMMANDS[command](args)
 

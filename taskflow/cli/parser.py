@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from taskflow.cli.errors import EXIT_USAGE
+from taskflow.cli.top import add_top_parser
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--token", default=None, help="API token (default $TASKFLOW_API_TOKEN)")
     namespace = _Parser(add_help=False)
     namespace.add_argument("--namespace", type=_name, default="default", help="(default default)")
+    tracing = _Parser(add_help=False)
+    tracing.add_argument(
+        "--tracing", action="store_true", help="OpenTelemetry tracing (default: by OTEL_* env)"
+    )
 
     parser = _Parser(
         prog="taskflow",
@@ -120,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str, *parents: _Parser) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, parents=[common, *parents])
 
-    p = add("dev", "run everything locally: Redis, PostgreSQL, API, housekeeping, workers")
+    p = add("dev", "run everything locally: Redis, PostgreSQL, API, housekeeping, workers", tracing)
     p.add_argument("--workers", type=_int_at_least(0), default=2, help="worker processes (2)")
     p.add_argument("--app", default=None, help="MODULE:OBJ of the handlers' Router")
     p.add_argument("--queue", action="append", type=_name, dest="queues", help="repeatable")
@@ -140,10 +145,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML file of cron schedules to load at start (its removed ones are deleted)",
     )
 
-    p = add("api", "serve the gRPC API and HTTP metrics/health")
+    p = add("api", "serve the gRPC API and HTTP metrics/health", tracing)
     p.add_argument("--host", default="0.0.0.0", help="interface to listen on (0.0.0.0)")
     p.add_argument("--grpc-port", type=_port, default=50051, help="(50051)")
     p.add_argument("--http-port", type=_port, default=8080, help="(8080)")
+    p.add_argument(
+        "--http-host",
+        default=None,
+        help="interface of the HTTP port (/metrics, /healthz, /readyz); default: --host when "
+        "a token is required, else 127.0.0.1",
+    )
+    p.add_argument(
+        "--tokens-file",
+        default=None,
+        metavar="FILE",
+        help="scoped API tokens, YAML or JSON, re-read on change (default "
+        "$TASKFLOW_API_TOKENS_FILE)",
+    )
+    p.add_argument("--tls-cert", default=None, metavar="PEM", help="server certificate (TLS)")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="its private key")
+    p.add_argument(
+        "--tls-client-ca",
+        default=None,
+        metavar="PEM",
+        help="CA of client certificates: clients must present one (mutual TLS)",
+    )
+    p.add_argument(
+        "--reflection",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve gRPC reflection (default on)",
+    )
+    p.add_argument(
+        "--open-probes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gRPC health and reflection need no token (default on; off: they need one too)",
+    )
     p.add_argument(
         "--housekeeping",
         action=argparse.BooleanOptionalAction,
@@ -152,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "turn off when the operator runs them)",
     )
 
-    p = add("worker", "run handlers of a Router on tasks of some queues")
+    p = add("worker", "run handlers of a Router on tasks of some queues", tracing)
     p.add_argument("--app", required=True, help="MODULE:OBJ of the Router")
     p.add_argument("--queue", action="append", type=_name, dest="queues", help="repeatable")
     p.add_argument("--namespace", type=_name, default="default", help="(default default)")
@@ -235,4 +273,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", type=_name, default="default", help="(default)")
     p.add_argument("--handler", type=_name, default="noop", help="(noop)")
     p.add_argument("--stall-timeout", type=_seconds(positive=True), default=60.0, help="(60)")
+
+    add_top_parser(sub, [common], _seconds(positive=True))
     return parser

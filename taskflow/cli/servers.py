@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import importlib.util
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +46,32 @@ def _settings() -> Settings:
         raise UsageError(str(exc)) from None
 
 
+def _check_dashboard_env() -> None:
+    """The dashboard's settings (``TASKFLOW_DASHBOARD_*``), checked before a server starts."""
+    from taskflow.dashboard import DashboardSettings
+
+    try:
+        DashboardSettings.from_env()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _tracing(args: argparse.Namespace, service: str) -> None:
+    """OpenTelemetry tracing for this process, when ``--tracing`` or ``OTEL_*`` ask for it."""
+    from taskflow.telemetry.tracing import TracingUnavailable, setup_tracing
+
+    try:
+        setup_tracing(service, force=args.tracing)
+    except (TracingUnavailable, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _dev(args: argparse.Namespace) -> int:
     _require_extra("dev", "api")
+    _check_dashboard_env()
+    if args.tracing:  # the worker processes inherit it
+        os.environ.setdefault("OTEL_TRACES_EXPORTER", "otlp")
+    _tracing(args, "taskflow-dev")
     from taskflow.dev import DEFAULT_APP, DevOptions, run_dev
     from taskflow.devserver.services import PortInUseError
     from taskflow.embedded import EmbeddedServerError
@@ -82,19 +107,52 @@ def _dev(args: argparse.Namespace) -> int:
 
 def _api(args: argparse.Namespace) -> int:
     _require_extra("api", "api")
+    _check_dashboard_env()
+    _tracing(args, "taskflow-api")
+    from dataclasses import replace
+
+    from taskflow.api.tls import TlsConfig, TlsError
+    from taskflow.api.tokens import TokenFileError, TokenRegistry
     from taskflow.devserver.services import ApiServices, PortInUseError, check_ports
     from taskflow.errors import Unavailable
 
+    settings = _settings()
+    overrides = {
+        "api_tokens_file": args.tokens_file,
+        "api_tls_cert": args.tls_cert,
+        "api_tls_key": args.tls_key,
+        "api_tls_client_ca": args.tls_client_ca,
+    }
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     try:
-        check_ports(args.host, {"--grpc-port": args.grpc_port, "--http-port": args.http_port})
+        tokens = TokenRegistry(settings.api_token, settings.api_tokens_file or None)
+        tls = TlsConfig.from_paths(
+            settings.api_tls_cert, settings.api_tls_key, settings.api_tls_client_ca
+        )
+    except (TokenFileError, TlsError) as exc:
+        raise UsageError(str(exc)) from None
+    http_host = args.http_host or (args.host if tokens.enabled else "127.0.0.1")
+    try:
+        check_ports(args.host, {"--grpc-port": args.grpc_port})
+        check_ports(http_host, {"--http-port": args.http_port})
     except PortInUseError as exc:
         raise UsageError(str(exc)) from None
+    if not tokens.enabled:
+        logging.getLogger("taskflow.api").warning(
+            "no API token configured: every caller may use every namespace "
+            "(set TASKFLOW_API_TOKEN or --tokens-file)"
+        )
     services = ApiServices(
-        _settings(),
+        settings,
         host=args.host,
         grpc_port=args.grpc_port,
         http_port=args.http_port,
+        http_host=http_host,
         housekeeping=args.housekeeping,
+        tokens=tokens,
+        tls=tls,
+        reflection=args.reflection,
+        open_probes=args.open_probes,
     )
 
     async def serve() -> None:
@@ -119,6 +177,7 @@ def _worker(args: argparse.Namespace) -> int:
     from taskflow.loading import worker_entry
 
     run_worker = _installed(lambda: worker_entry("run_worker"))
+    _tracing(args, "taskflow-worker")
     return int(
         run_worker(
             app=args.app,

@@ -1,5 +1,6 @@
-"""``taskflow dev --demo``: a realistic mix of example tasks every second, and one line of
-queue counters per second, so that a first run shows tasks flowing.
+"""``taskflow dev --demo``: a realistic mix of example tasks every second, and a compact table
+of queue counters redrawn every second (one line per second when the output is not a
+terminal), so that a first run shows tasks flowing.
 
 The tasks go through the public API like any application's, and name the handlers of
 ``taskflow_worker.examples``.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,78 +75,211 @@ def demo_batch(queue: str, tick: int, start: int) -> list[TaskRequest]:
     return tasks
 
 
-@dataclass
-class _Totals:
-    succeeded: int = 0
-    failed: int = 0
-    ready: int = 0
-    running: int = 0
+@dataclass(frozen=True)
+class QueueRow:
+    """One queue in the demo's table: its counters since the demo started."""
+
+    queue: str
+    submitted: int
+    ready: int
+    running: int
+    retrying: int
+    succeeded: int
+    failed: int
+    per_second: float  # tasks that ended per second, over the last tick
+    retrying_capped: bool = False
 
 
-def _sum(stats: Sequence[QueueStats]) -> _Totals:
-    return _Totals(
-        succeeded=sum(s.succeeded for s in stats),
-        failed=sum(s.failed for s in stats),
-        ready=sum(s.ready for s in stats),
-        running=sum(s.running for s in stats),
-    )
+def _ended(s: QueueStats) -> int:
+    return s.succeeded + s.failed + s.cancelled
 
 
 class Demo:
-    """Submits to the first queue; counts over every queue of ``taskflow dev``."""
+    """Submits to the first queue; shows every queue of ``taskflow dev``: a table redrawn in
+    place on a terminal, one line per second otherwise (a log, a pipe)."""
 
-    def __init__(self, target: str, namespace: str, queues: Sequence[str], out: TextIO) -> None:
+    def __init__(
+        self,
+        target: str,
+        namespace: str,
+        queues: Sequence[str],
+        out: TextIO,
+        *,
+        dashboard_url: str | None = None,
+        live: bool | None = None,
+    ) -> None:
         self.target = target
         self.namespace = namespace
         self.queues = list(queues)
         self.out = out
+        self.dashboard_url = dashboard_url
+        self.live = out.isatty() if live is None else live
         self.submitted = 0
 
     async def run(self, stop: asyncio.Event) -> None:
+        view: _View = _LiveTable(self.out, self.dashboard_url) if self.live else _Lines(self.out)
         async with AsyncClient(self.target, namespace=self.namespace, timeout=10) as client:
-            base = await self._totals(client)
+            base = await self._stats(client)
+            last, last_at = base, time.monotonic()
             tick = 0
             next_at = time.monotonic()
-            while not stop.is_set():
-                tick += 1
-                try:
-                    batch = demo_batch(self.queues[0], tick, self.submitted)
-                    await client.submit_many(batch)
-                    self.submitted += len(batch)
-                    now = await self._totals(client)
-                    retrying = await self._retrying(client)
-                except TaskFlowError as exc:
-                    log.warning("demo: %s", exc)
-                else:
-                    self._line(base, now, retrying)
-                next_at += 1.0
-                delay = max(0.0, next_at - time.monotonic())
-                if delay == 0.0:
-                    next_at = time.monotonic()
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                except TimeoutError:
-                    continue
+            with view:
+                while not stop.is_set():
+                    tick += 1
+                    try:
+                        batch = demo_batch(self.queues[0], tick, self.submitted)
+                        await client.submit_many(batch)
+                        self.submitted += len(batch)
+                        now = await self._stats(client)
+                        retrying = await self._retrying(client)
+                    except TaskFlowError as exc:
+                        log.warning("demo: %s", exc)
+                    else:
+                        at = time.monotonic()
+                        view.show(self._rows(base, last, now, retrying, at - last_at))
+                        last, last_at = now, at
+                    next_at += 1.0
+                    delay = max(0.0, next_at - time.monotonic())
+                    if delay == 0.0:
+                        next_at = time.monotonic()
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=delay)
+                    except TimeoutError:
+                        continue
 
-    async def _totals(self, client: AsyncClient) -> _Totals:
-        return _sum([await client.queue_stats(q) for q in self.queues])
+    def _rows(
+        self,
+        base: dict[str, QueueStats],
+        last: dict[str, QueueStats],
+        now: dict[str, QueueStats],
+        retrying: dict[str, int],
+        seconds: float,
+    ) -> list[QueueRow]:
+        rows = []
+        for queue in self.queues:
+            b, prev, cur = base[queue], last[queue], now[queue]
+            ended = max(0, _ended(cur) - _ended(prev))
+            rows.append(
+                QueueRow(
+                    queue=queue,
+                    submitted=self.submitted if queue == self.queues[0] else 0,
+                    ready=cur.ready,
+                    running=cur.running,
+                    retrying=retrying[queue],
+                    succeeded=cur.succeeded - b.succeeded,
+                    failed=cur.failed - b.failed,
+                    per_second=ended / seconds if seconds > 0 else 0.0,
+                    retrying_capped=retrying[queue] >= _RETRYING_CAP,
+                )
+            )
+        return rows
 
-    async def _retrying(self, client: AsyncClient) -> int:
-        total = 0
+    async def _stats(self, client: AsyncClient) -> dict[str, QueueStats]:
+        return {q: await client.queue_stats(q) for q in self.queues}
+
+    async def _retrying(self, client: AsyncClient) -> dict[str, int]:
+        counts = {}
         for queue in self.queues:
             tasks, _ = await client.list_tasks_page(
                 queue, [TaskState.RETRYING], page_size=_RETRYING_CAP
             )
-            total += len(tasks)
-        return total
+            counts[queue] = len(tasks)
+        return counts
 
-    def _line(self, base: _Totals, now: _Totals, retrying: int) -> None:
+
+class _View:
+    def show(self, rows: Sequence[QueueRow]) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> _View:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _Lines(_View):
+    """One line per second of every queue together (what a log or a pipe gets)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def show(self, rows: Sequence[QueueRow]) -> None:
+        retrying = sum(r.retrying for r in rows)
+        capped = "+" if any(r.retrying_capped for r in rows) else ""
         print(
-            f"{time.strftime('%H:%M:%S')}  submitted {self.submitted}"
-            f"  succeeded {now.succeeded - base.succeeded}"
-            f"  failed {now.failed - base.failed}"
-            f"  retrying {retrying}{'+' if retrying >= _RETRYING_CAP else ''}"
-            f"  ready {now.ready}  running {now.running}",
+            f"{time.strftime('%H:%M:%S')}  submitted {sum(r.submitted for r in rows)}"
+            f"  succeeded {sum(r.succeeded for r in rows)}"
+            f"  failed {sum(r.failed for r in rows)}"
+            f"  retrying {retrying}{capped}"
+            f"  ready {sum(r.ready for r in rows)}  running {sum(r.running for r in rows)}"
+            f"  done/s {sum(r.per_second for r in rows):.0f}",
             file=self.out,
             flush=True,
         )
+
+
+COLUMNS = ("QUEUE", "SUBMITTED", "READY", "RUNNING", "RETRYING", "SUCCEEDED", "FAILED", "DONE/S")
+
+
+def demo_table(rows: Sequence[QueueRow], dashboard_url: str | None = None) -> Any:
+    """The demo's table (a ``rich`` renderable): one row per queue, totals since the start."""
+    from rich.table import Table
+
+    caption = f"dashboard {dashboard_url}" if dashboard_url else None
+    table = Table(
+        title=f"TaskFlow demo  {time.strftime('%H:%M:%S')}",
+        caption=caption,
+        title_justify="left",
+        caption_justify="left",
+        box=None,
+        pad_edge=False,
+        header_style="bold",
+    )
+    for i, column in enumerate(COLUMNS):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for r in rows:
+        table.add_row(
+            r.queue,
+            str(r.submitted),
+            str(r.ready),
+            str(r.running),
+            f"{r.retrying}{'+' if r.retrying_capped else ''}",
+            f"[green]{r.succeeded}[/]",
+            f"[red]{r.failed}[/]" if r.failed else "0",
+            f"{r.per_second:.0f}",
+        )
+    return table
+
+
+class _LiveTable(_View):
+    """The table redrawn in place; log lines print above it instead of tearing it."""
+
+    def __init__(self, out: TextIO, dashboard_url: str | None) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.dashboard_url = dashboard_url
+        self.console = Console(file=out)
+        # Logs go to stderr: when it is the same terminal, they print above the table.
+        self.redirect = bool(sys.__stderr__ and sys.__stderr__.isatty())
+        self.live = Live(console=self.console, auto_refresh=False, redirect_stderr=self.redirect)
+        self._streams: list[tuple[logging.StreamHandler[Any], Any]] = []
+
+    def __enter__(self) -> _View:
+        self.live.start()
+        # Live replaced sys.stderr with a proxy that prints above the table; the log handlers
+        # hold the real stream, so point them at the proxy while the table is shown.
+        for handler in logging.getLogger().handlers if self.redirect else []:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__:
+                self._streams.append((handler, handler.setStream(sys.stderr)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handler, stream in self._streams:
+            handler.setStream(stream)
+        self._streams.clear()
+        self.live.stop()
+
+    def show(self, rows: Sequence[QueueRow]) -> None:
+        self.live.update(demo_table(rows, self.dashboard_url), refresh=True)

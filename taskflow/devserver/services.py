@@ -8,6 +8,8 @@ import logging
 from collections.abc import Mapping
 
 from taskflow.api.server import ApiServer
+from taskflow.api.tls import TlsConfig
+from taskflow.api.tokens import TokenRegistry
 from taskflow.config import Settings
 from taskflow.embedded import port_unavailable
 from taskflow.engine import Engine
@@ -50,8 +52,19 @@ class ApiServices:
         grpc_port: int,
         http_port: int,
         housekeeping: bool = True,
+        http_host: str | None = None,
+        tokens: TokenRegistry | None = None,
+        tls: TlsConfig | None = None,
+        reflection: bool = True,
+        open_probes: bool = True,
     ) -> None:
+        """``http_host`` defaults to ``host``; the others go to ``ApiServer``."""
         self.settings = settings
+        self.http_host = http_host or host
+        self._tokens = tokens
+        self._tls = tls
+        self._reflection = reflection
+        self._open_probes = open_probes
         self.host = host
         self.grpc_port = grpc_port
         self.http_port = http_port
@@ -78,7 +91,11 @@ class ApiServices:
             server = ApiServer(
                 self._engine,
                 grpc_addr=f"{_host_part(self.host)}:{self.grpc_port}",
-                http_addr=f"{_host_part(self.host)}:{self.http_port}",
+                http_addr=f"{_host_part(self.http_host)}:{self.http_port}",
+                tokens=self._tokens,
+                tls=self._tls,
+                reflection=self._reflection,
+                open_probes=self._open_probes,
             )
             await server.start()
         except BaseException:

@@ -173,7 +173,7 @@ def validate_schedule(
     """A ``ScheduleSpec`` from raw values, or ``InvalidArgument`` naming the first bad field
     (``schedule.cron``, ``schedule.task.handler``, ...)."""
     namespace = namespace or "default"
-    if not re.match(_NAMESPACE_PATTERN, namespace):
+    if not re.fullmatch(_NAMESPACE_PATTERN, namespace):
         raise InvalidArgument(
             f"{path}.namespace",
             f"{namespace!r} is not a namespace (lower-case letters, digits and '-', "
@@ -181,7 +181,7 @@ def validate_schedule(
         )
     if not name:
         raise InvalidArgument(f"{path}.name", "is required")
-    if not re.match(_NAME_PATTERN, name):
+    if not re.fullmatch(_NAME_PATTERN, name):
         raise InvalidArgument(
             f"{path}.name",
             f"{name!r} is not a valid name (letters, digits, '.', '_' and '-', at most 128 "

@@ -222,6 +222,24 @@ class TaskStore:
             )
             return [record_from_row(r) for r in await cur.fetchall()]
 
+    async def by_idempotency_keys(
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], tuple[str, str, str]]:
+        """(namespace, queue, idempotency key) → (id, handler, payload JSON) of the tasks
+        that hold those keys."""
+        if not keys:
+            return {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """SELECT namespace, queue, idempotency_key, id::text, handler,
+                          coalesce(payload::text, 'null')
+                   FROM tasks
+                   WHERE (namespace, queue, idempotency_key) IN
+                         (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[]))""",
+                [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
+            )
+            return {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in await cur.fetchall()}
+
     async def list_tasks(
         self,
         *,

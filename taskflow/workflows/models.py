@@ -102,7 +102,7 @@ def _step(raw: Any, i: int, run: _RunFields, path: str) -> Step:
     name = fields.pop("name", None)
     if not isinstance(name, str) or not name:
         raise InvalidArgument(f"{where}.name", "is required")
-    if not re.match(_STEP_PATTERN, name):
+    if not re.fullmatch(_STEP_PATTERN, name):
         raise InvalidArgument(
             f"{where}.name",
             f"{name!r} is not a step name: letters, digits, '.', '_' and '-', at most 128",

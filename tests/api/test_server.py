@@ -137,7 +137,7 @@ async def test_metrics_count_rpcs_submissions_and_queue_backlog(
     latency = "taskflow_api_request_duration_seconds_count"
     assert value(latency, method="SubmitTask", code="OK") == 4
     queue = {"namespace": "default", "queue": QUEUE.name}
-    assert value("taskflow_tasks_submitted_total", **queue) == 3
+    assert value("taskflow_tasks_submitted_total", **queue, handler="work") == 3
     assert value("taskflow_queue_ready", **queue) == 2
     assert value("taskflow_queue_scheduled", **queue) == 1
     assert value("taskflow_queue_running", **queue) == 0

@@ -10,6 +10,7 @@ from taskflow_client import (
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     ResourceExhaustedError,
     TaskFlowError,
     UnauthenticatedError,
@@ -25,7 +26,7 @@ MAPPING = [
     (grpc.StatusCode.ALREADY_EXISTS, AlreadyExistsError),
     (grpc.StatusCode.UNAVAILABLE, UnavailableError),
     (grpc.StatusCode.UNAUTHENTICATED, UnauthenticatedError),
-    (grpc.StatusCode.PERMISSION_DENIED, UnauthenticatedError),
+    (grpc.StatusCode.PERMISSION_DENIED, PermissionDeniedError),  # an UnauthenticatedError too
     (grpc.StatusCode.RESOURCE_EXHAUSTED, ResourceExhaustedError),
     (grpc.StatusCode.DEADLINE_EXCEEDED, DeadlineExceededError),
     (grpc.StatusCode.INTERNAL, TaskFlowError),
@@ -92,3 +93,9 @@ def test_error_message_shows_details_and_code() -> None:
     error = NotFoundError("task t-1 not found")
     assert str(error) == "task t-1 not found (NOT_FOUND)"
     assert error.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_permission_denied_is_still_caught_as_unauthenticated() -> None:
+    error = PermissionDeniedError("token 'reader' lacks the role 'submit'")
+    assert isinstance(error, UnauthenticatedError)
+    assert error.code == grpc.StatusCode.PERMISSION_DENIED

@@ -21,6 +21,7 @@ EXPORTED = [
     "Flow",
     "InvalidArgumentError",
     "NotFoundError",
+    "PermissionDeniedError",
     "QueueStats",
     "ResourceExhaustedError",
     "RetryPolicy",
@@ -108,6 +109,10 @@ CONSTRUCTOR = [
     "retry_budget",
     "retries",
     "credentials",
+    "tls",
+    "ca",
+    "cert",
+    "key",
 ]
 
 

@@ -8,6 +8,7 @@ machine (tests/e2e_cluster/conftest.py) or a kind cluster (tests/kind).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import yaml
@@ -250,6 +252,15 @@ def kubectl(cluster: Cluster, *args: str, timeout: float = 120.0, stdin: str | N
     )
 
 
+def api_token(cluster: Cluster) -> str:
+    """The admin token the chart generated (auth is on by default), as the README reads it."""
+    encoded = kubectl(
+        cluster, "-n", NAMESPACE, "get", "secret", f"{RELEASE}-api-token",
+        "-o", "jsonpath={.data.token}",
+    )  # fmt: skip
+    return base64.b64decode(encoded).decode()
+
+
 def helm_install(cluster: Cluster) -> None:
     """The README's ``helm install``, with this cluster's images and data plane."""
     repository, tag = cluster.api_image.rsplit(":", 1)
@@ -275,6 +286,11 @@ def helm_install(cluster: Cluster) -> None:
         f"connection.databaseUrl={cluster.database_url}",
         "--set",
         "api.replicas=1",
+        # The default NetworkPolicies let workers reach Redis and PostgreSQL on these ports.
+        "--set",
+        f"networkPolicy.redis.port={urlsplit(cluster.redis_url).port or 6379}",
+        "--set",
+        f"networkPolicy.postgres.port={urlsplit(cluster.database_url).port or 5432}",
         *cluster.helm_values,
         "--wait",
         f"--timeout={int(INSTALL_TIMEOUT)}s",
@@ -422,7 +438,9 @@ def run_backlog(
     them, and go back to zero pods. Fills ``ids``; returns when the tasks were submitted."""
     with (
         port_forward(cluster, f"svc/{RELEASE}-api", 50051) as port,
-        Client(f"127.0.0.1:{port}", namespace=NAMESPACE, timeout=60) as tasks,
+        Client(
+            f"127.0.0.1:{port}", token=api_token(cluster), namespace=NAMESPACE, timeout=60
+        ) as tasks,
     ):
         submitted_at = time.time()
         ids += submit_backlog(tasks)

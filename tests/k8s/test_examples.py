@@ -36,3 +36,4 @@ def test_example_manifests_pass_server_side_validation(
     assert result.returncode == 0, result.stderr
     assert "taskqueue.taskflow.dev/emails created (server dry run)" in result.stdout
     assert "task.taskflow.dev/welcome-alice created (server dry run)" in result.stdout
+    assert "dagrun.taskflow.dev/thumbnail created (server dry run)" in result.stdout

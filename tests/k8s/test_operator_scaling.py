@@ -49,15 +49,25 @@ class PodWatch:
         self._thread.start()
 
     def _run(self, core: client.CoreV1Api, namespace: str, label_selector: str) -> None:
-        stream = self._watch.stream(
-            core.list_namespaced_pod, namespace, label_selector=label_selector, timeout_seconds=300
-        )
-        try:
-            for event in stream:
-                self._record(event)
-        except urllib3.exceptions.ProtocolError:
-            if not self._stopping:
-                raise  # the API server cut the watch while the test still relied on it
+        # An ERROR event (e.g. 410 Gone: the watch's resource version is too old) carries no
+        # pod and ends that watch: list and watch again, as a controller would.
+        while not self._stopping:
+            stream = self._watch.stream(
+                core.list_namespaced_pod,
+                namespace,
+                label_selector=label_selector,
+                timeout_seconds=300,
+            )
+            try:
+                for event in stream:
+                    if event["type"] == "ERROR" or event.get("object") is None:
+                        break
+                    self._record(event)
+                else:
+                    return  # stopped, or the server's timeout ended the watch
+            except urllib3.exceptions.ProtocolError:
+                if not self._stopping:
+                    raise  # the API server cut the watch while the test still relied on it
 
     def _record(self, event: dict[str, Any]) -> None:
         pod = event["object"]

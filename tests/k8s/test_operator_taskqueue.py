@@ -64,6 +64,28 @@ def test_invalid_specs_are_rejected_naming_the_field(
     assert "spec.app" in msg
 
 
+def test_what_the_api_server_would_refuse_in_the_deployment_is_refused_at_apply(
+    crds: None, k8s_api: client.ApiClient, k8s_namespace: str
+) -> None:
+    objects = Objects(k8s_api, k8s_namespace)
+    msg = rejected(objects, taskqueue("q", resources={"requests": {"cpu": "1 core"}}))
+    assert "spec.resources.requests.cpu" in msg
+    msg = rejected(objects, taskqueue("n" * 56))
+    assert "at most 55 characters" in msg
+    assert objects.create("taskqueues", taskqueue("n" * 55))["metadata"]["name"] == "n" * 55
+    msg = rejected(objects, taskqueue("e1", env=[{"name": "1BAD", "value": "x"}]))
+    assert "spec.env[0].name" in msg
+    msg = rejected(
+        objects,
+        taskqueue("e2", env=[{"name": "A", "value": "x", "valueFrom": {"fieldRef": {}}}]),
+    )
+    assert "give value or valueFrom, not both" in msg
+    msg = rejected(objects, taskqueue("e3", env=[{"name": "TASKFLOW_REDIS_URL", "value": "x"}]))
+    assert "come from connection.secretName" in msg
+    ok = taskqueue("ok", resources={"requests": {"cpu": "100m", "memory": 268435456}})
+    assert objects.create("taskqueues", ok)["spec"]["resources"]["requests"]["cpu"] == "100m"
+
+
 def test_taskqueue_gets_an_owned_worker_deployment_that_is_repaired_and_collected(
     running_operator: None, k8s_api: client.ApiClient, k8s_namespace: str
 ) -> None:
@@ -120,3 +142,17 @@ def test_taskqueue_gets_an_owned_worker_deployment_that_is_repaired_and_collecte
     # Deleting the queue garbage-collects its Deployment.
     objects.delete("taskqueues", "emails")
     eventually(lambda: objects.deployment("emails-workers") is None, 60.0, "deployment collected")
+
+
+def test_kubectl_explain_describes_the_fields(crds: None, k8s_kubeconfig: Any) -> None:
+    from tests.k8s.test_operator_scaling import kubectl
+
+    eventually(
+        lambda: "Bounds of the worker Deployment" in kubectl(k8s_kubeconfig, "explain", "tq.spec"),
+        TIMEOUT,
+        "the schema published",
+    )
+    spec = kubectl(k8s_kubeconfig, "explain", "taskqueue.spec.replicas.min")
+    assert "Fewest pods (0: scale to zero)" in spec, spec
+    status = kubectl(k8s_kubeconfig, "explain", "task.status.conditions")
+    assert "Submitted (the engine accepted it)" in status, status

@@ -113,3 +113,10 @@ def test_deletion_cost_follows_in_flight_and_writes_only_changes() -> None:
     ]
     loads = [PodLoad("a", 3), PodLoad("b", 0), PodLoad("c", None)]
     assert annotations_to_write(pods, loads) == {"b": "0", "c": "0"}
+
+
+def test_deployment_records_the_generation_it_was_written_from() -> None:
+    from taskflow_operator.builders.common import GENERATION
+
+    assert workers_deployment(OWNER, spec(), 1, 7)["metadata"]["annotations"] == {GENERATION: "7"}
+    assert "annotations" not in workers_deployment(OWNER, spec(), 1)["metadata"]

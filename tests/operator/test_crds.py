@@ -99,3 +99,42 @@ def test_names_columns_and_category() -> None:
 def test_rendered_yaml_round_trips() -> None:
     for kind in KINDS:
         assert yaml.safe_load(crdgen.render(kind)) == crdgen.crd_document(kind)
+
+
+def undescribed(node: dict[str, Any], path: str) -> list[str]:
+    """Paths of properties whose schema has no description (``kubectl explain`` shows them)."""
+    out: list[str] = []
+    for name, sub in (node.get("properties") or {}).items():
+        here = f"{path}.{name}"
+        if not str(sub.get("description") or "").strip():
+            out.append(here)
+        out += undescribed(sub, here)
+    if isinstance(node.get("items"), dict):
+        out += undescribed(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        out += undescribed(node["additionalProperties"], f"{path}{{}}")
+    return out
+
+
+def test_every_field_has_a_description_for_kubectl_explain() -> None:
+    for kind in KINDS:  # metadata is ObjectMeta: the API server describes it
+        assert undescribed(schema_of(kind), kind.kind) == [f"{kind.kind}.metadata"]
+
+
+def test_the_models_check_what_the_schema_checks() -> None:
+    import pydantic
+
+    from taskflow_operator.crd.taskqueue import TaskQueueSpec
+
+    base = {"image": "i", "app": "a:b", "connection": {"secretName": "s"}}
+    ok = TaskQueueSpec.model_validate({**base, "resources": {"limits": {"memory": "256Mi"}}})
+    assert ok.resources is not None and ok.resources.limits == {"memory": "256Mi"}
+    for bad in (
+        {"resources": {"requests": {"cpu": "1 core"}}},
+        {"env": [{"name": "1BAD", "value": "x"}]},
+    ):
+        try:
+            TaskQueueSpec.model_validate({**base, **bad})
+        except pydantic.ValidationError:
+            continue
+        raise AssertionError(f"accepted {bad}")

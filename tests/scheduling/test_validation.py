@@ -75,7 +75,7 @@ def check(**fields: Any) -> Any:
             "at its tick",
         ),
         ({"target": {**TASK, "namespace": "other"}}, "schedule.task.namespace", "differs"),
-        ({"target": {**TASK, "handler": "a\x00b"}}, "schedule.task", "NUL character"),
+        ({"target": {**TASK, "handler": "a\x00b"}}, "schedule.task.handler", "not a handler name"),
         ({"target": {**TASK, "payload": "\ud800"}}, "schedule.task.payload", "unpaired surrogate"),
         ({"target": {**TASK, "payload": float("nan")}}, "schedule.task.payload", "NaN"),
         (

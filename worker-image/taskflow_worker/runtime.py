@@ -29,10 +29,12 @@ from taskflow.config import Settings
 from taskflow.errors import STORE_ERRORS
 from taskflow.keys import QueueRef
 from taskflow.models import ClaimedTask, Outcome, WorkerStatus, utcnow
+from taskflow.telemetry.metrics import process_metrics
 from taskflow.worker_session import AttemptEnd, LeaseEvents, WorkerSession
 from taskflow_worker.context import PermanentError, TaskContext
 from taskflow_worker.router import HandlerSpec, Router
 from taskflow_worker.threads import HandlerThreads
+from taskflow_worker.tracing import traced
 
 log = logging.getLogger("taskflow.worker")
 
@@ -281,10 +283,11 @@ class Worker:
         assert session is not None
         claim = flight.claim
         try:
-            end = await self._execute(flight)
+            end = await traced(claim, self._execute(flight))
         except Exception as exc:  # a defect of the runtime itself: fail the attempt, loudly
             log.exception("running task %s failed", claim.id)
             end = AttemptEnd(Outcome.FAILED, error=f"worker error: {exc!r}", retryable=True)
+        process_metrics().ran(claim, end.outcome, time.monotonic() - flight.started)
         reason = flight.stop_reason
         if reason == "drain":
             session.release(claim, "the worker shut down before the handler finished")

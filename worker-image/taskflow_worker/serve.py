@@ -9,14 +9,18 @@ import signal
 import sys
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from taskflow.config import Settings
+from taskflow_worker.metrics import WorkerMetrics
 from taskflow_worker.router import Router
 from taskflow_worker.runtime import Worker, WorkerConfig
 
 
 def health_app(worker: Worker) -> web.Application:
-    """``/healthz`` (alive, with counters) and ``/readyz`` (503 while draining)."""
+    """``/healthz`` (alive, with counters), ``/readyz`` (503 while draining) and ``/metrics``
+    (Prometheus)."""
+    metrics = WorkerMetrics(worker)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response(
@@ -34,7 +38,11 @@ def health_app(worker: Worker) -> web.Application:
         status = 503 if worker.draining else 200
         return web.json_response({"draining": worker.draining}, status=status)
 
+    async def get_metrics(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

@@ -13,3 +13,12 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 - name: TASKFLOW_DATABASE_URL
   valueFrom: {secretKeyRef: {name: {{ include "taskflow.secret" . }}, key: databaseUrl}}
 {{- end -}}
+{{- define "taskflow.apiTokenSecret" -}}{{ .Values.api.auth.existingSecret | default (printf "%s-api-token" (include "taskflow.fullname" .)) }}{{- end -}}
+{{- define "taskflow.apiTlsSecret" -}}{{ .Values.api.tls.secretName | default (printf "%s-api-tls" (include "taskflow.fullname" .)) }}{{- end -}}
+{{- /* An egress rule to port .port of .peers (none: anywhere). */ -}}
+{{- define "taskflow.egressTo" -}}
+- ports: [{protocol: TCP, port: {{ .port }}}]
+  {{- with .peers }}
+  to: {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}

@@ -12,6 +12,9 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY = "taskflow-operator"
 HEALTH_PORT = 8081
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+#: On an owned object: the owner's ``metadata.generation`` it was last written from (tells a
+#: rollout of a spec edit from the repair of a hand edit).
+GENERATION = "taskflow.dev/generation"
 
 
 @dataclass(frozen=True)

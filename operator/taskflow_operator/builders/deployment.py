@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskflow_operator.builders.common import (
+    GENERATION,
     HEALTH_PORT,
     Owner,
     labels,
@@ -107,8 +108,11 @@ def pod_template(owner: Owner, spec: TaskQueueSpec) -> dict[str, Any]:
     }
 
 
-def workers_deployment(owner: Owner, spec: TaskQueueSpec, replicas: int | None) -> dict[str, Any]:
-    """The Deployment; ``replicas=None`` leaves the count to someone else (KEDA)."""
+def workers_deployment(
+    owner: Owner, spec: TaskQueueSpec, replicas: int | None, generation: int | None = None
+) -> dict[str, Any]:
+    """The Deployment; ``replicas=None`` leaves the count to someone else (KEDA);
+    ``generation`` is the TaskQueue's, recorded in an annotation."""
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(owner.name)},
         "revisionHistoryLimit": 3,
@@ -120,14 +124,17 @@ def workers_deployment(owner: Owner, spec: TaskQueueSpec, replicas: int | None) 
     }
     if replicas is not None:
         deployment_spec["replicas"] = replicas
+    metadata: dict[str, Any] = {
+        "name": workers_name(owner.name),
+        "namespace": owner.namespace,
+        "labels": labels(owner.name),
+        "ownerReferences": [owner.reference()],
+    }
+    if generation is not None:
+        metadata["annotations"] = {GENERATION: str(generation)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": workers_name(owner.name),
-            "namespace": owner.namespace,
-            "labels": labels(owner.name),
-            "ownerReferences": [owner.reference()],
-        },
+        "metadata": metadata,
         "spec": deployment_spec,
     }

@@ -86,6 +86,9 @@ class Kind:
     description: str
     short_names: tuple[str, ...] = ()
     columns: tuple[PrinterColumn, ...] = field(default_factory=tuple)
+    #: CEL rules on the whole object, (rule, message) pairs: the only place that can check
+    #: ``metadata.name``.
+    rules: tuple[tuple[str, str], ...] = ()
 
     @property
     def singular(self) -> str:

@@ -68,7 +68,10 @@ def _collapse_any_of(node: dict[str, Any]) -> dict[str, Any]:
     if len(options) == 1:
         return {**options[0], **node}
     if types == {"integer", "string"}:
-        return {"x-kubernetes-int-or-string": True, **node}
+        # The string's constraints (a quantity's pattern) apply to the string form.
+        (text,) = (o for o in options if o.get("type") == "string")
+        kept = {k: v for k, v in text.items() if k in ("pattern", "maxLength")}
+        return {"x-kubernetes-int-or-string": True, **kept, **node}
     raise ValueError(f"cannot express anyOf {options} in a structural schema")
 
 

@@ -22,6 +22,8 @@ NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$"
 
 
 class TaskSpec(CrdModel):
+    """The task to submit (immutable once submitted)."""
+
     model_config = CrdModel.model_config | {
         "json_schema_extra": cel(
             (
@@ -68,6 +70,8 @@ FINISHED_PHASES = frozenset({TaskPhase.SUCCEEDED, TaskPhase.FAILED, TaskPhase.CA
 
 
 class TaskStatus(CrdModel):
+    """The engine's record of the task, mirrored (written by the operator only)."""
+
     phase: TaskPhase | None = Field(default=None, description="Where the task is")
     task_id: str | None = Field(default=None, description="The engine's task id")
     attempts: int = Field(default=0, description="Times a worker started it")
@@ -80,7 +84,10 @@ class TaskStatus(CrdModel):
     start_time: str | None = Field(default=None, description="First start (RFC 3339)")
     completion_time: str | None = Field(default=None, description="End (RFC 3339)")
     conditions: list[Condition] = Field(
-        default_factory=list, json_schema_extra=CONDITIONS_SCHEMA_EXTRA
+        default_factory=list,
+        description="Submitted (the engine accepted it) and Finished (it ended; the reason "
+        "is the final phase)",
+        json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -17,6 +17,8 @@ from taskflow_operator.crd.base import (
     cel,
     nested,
 )
+from taskflow_operator.crd.schedule import SCHEDULES_FIELD, SCHEDULES_STATUS_FIELD, QueueSchedule
+from taskflow_operator.crd.schedule import ScheduleStatus as QueueScheduleStatus
 
 APP_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 
@@ -71,13 +73,43 @@ class RateLimit(CrdModel):
     burst: int = Field(default=1, ge=1, le=1_000_000, description="Tasks allowed at once")
 
 
+#: A Kubernetes resource quantity (``100m``, ``256Mi``, ``1.5``, ``2e3``), as core/v1 checks it.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+Quantity = int | Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)]
+#: What core/v1 accepts as an environment variable name.
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+#: The operator sets these from ``connection.secretName``.
+RESERVED_ENV = ("TASKFLOW_REDIS_URL", "TASKFLOW_DATABASE_URL")
+#: ``<name>-workers`` names the Deployment (and KEDA's ScaledObject, whose name KEDA writes
+#: into a label of at most 63 characters), so a TaskQueue's name has at most 55.
+MAX_NAME_LENGTH = 55
+
+
 class Resources(CrdModel):
-    requests: dict[str, int | str] | None = Field(default=None, description="e.g. cpu: 100m")
-    limits: dict[str, int | str] | None = Field(default=None, description="e.g. memory: 256Mi")
+    requests: dict[str, Quantity] | None = Field(
+        default=None, description="Minimum resources per worker pod, e.g. cpu: 100m"
+    )
+    limits: dict[str, Quantity] | None = Field(
+        default=None, description="Maximum resources per worker pod, e.g. memory: 256Mi"
+    )
 
 
 class EnvVar(CrdModel):
-    name: str = Field(min_length=1, description="Variable name")
+    model_config = CrdModel.model_config | {
+        "json_schema_extra": cel(
+            ("!(has(self.value) && has(self.valueFrom))", "give value or valueFrom, not both")
+        )
+    }
+
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=ENV_NAME_PATTERN,
+        description="Variable name (letters, digits, '_', '-' and '.'; not starting with a digit)",
+    )
     value: str | None = Field(default=None, description="Literal value")
     value_from: dict[str, Any] | None = Field(
         default=None,
@@ -101,6 +133,8 @@ class PullPolicy(StrEnum):
 
 
 class TaskQueueSpec(CrdModel):
+    """What the queue's workers run and how many of them there are."""
+
     image: str = Field(min_length=1, description="Worker image (has taskflow and the app)")
     app: str = Field(pattern=APP_PATTERN, description="module:object of the handlers' Router")
     concurrency: int = Field(default=10, ge=1, le=10000, description="Tasks run at once per pod")
@@ -112,8 +146,21 @@ class TaskQueueSpec(CrdModel):
         default=0.0, ge=0, le=604800, description="Default task timeout (0: none)"
     )
     resources: Resources | None = Field(default=None, description="Worker container resources")
-    env: list[EnvVar] = Field(default_factory=list, description="Extra worker environment")
-    image_pull_policy: PullPolicy = Field(default=PullPolicy.IF_NOT_PRESENT)
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Extra worker environment (not TASKFLOW_REDIS_URL or "
+        "TASKFLOW_DATABASE_URL: those come from connection.secretName)",
+        json_schema_extra=cel(
+            (
+                "self.all(e, !(e.name in " + str(list(RESERVED_ENV)).replace("'", '"') + "))",
+                "TASKFLOW_REDIS_URL and TASKFLOW_DATABASE_URL come from connection.secretName",
+            )
+        ),
+    )
+    image_pull_policy: PullPolicy = Field(
+        default=PullPolicy.IF_NOT_PRESENT, description="Always, IfNotPresent or Never"
+    )
     termination_grace_period_seconds: int = Field(
         default=30,
         ge=5,
@@ -121,6 +168,7 @@ class TaskQueueSpec(CrdModel):
         description="Pod grace period; workers drain for 5 s less than this",
     )
     connection: Connection = Field(description="Where the workers find Redis and PostgreSQL")
+    schedules: list[QueueSchedule] = SCHEDULES_FIELD
 
     @property
     def target_per_pod(self) -> int:
@@ -132,15 +180,24 @@ class TaskQueueSpec(CrdModel):
 
 
 class TaskQueueStatus(CrdModel):
+    """What the operator last observed (written by the operator only)."""
+
     backlog: int = Field(default=0, description="Ready + running + due delayed tasks")
     ready: int = Field(default=0, description="Tasks waiting for a worker")
     running: int = Field(default=0, description="Tasks being run")
     replicas: int = Field(default=0, description="Pods of the worker Deployment")
     desired: int = Field(default=0, description="Replicas the autoscaler wants")
     last_scale_time: str | None = Field(default=None, description="Last change of replicas")
-    observed_generation: int | None = Field(default=None)
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this status describes"
+    )
+    schedules: list[QueueScheduleStatus] = SCHEDULES_STATUS_FIELD
     conditions: list[Condition] = Field(
-        default_factory=list, json_schema_extra=CONDITIONS_SCHEMA_EXTRA
+        default_factory=list,
+        description="Ready (workers available or scaled to zero), Scaling (a change in "
+        "progress or stabilizing) and Degraded (the Deployment or the engine refuses; the "
+        "message says why)",
+        json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
     )
 
 
@@ -151,6 +208,13 @@ TASKQUEUE = Kind(
     status=TaskQueueStatus,
     description="A TaskFlow queue: its worker Deployment and how it scales with the backlog",
     short_names=("tq",),
+    rules=(
+        (
+            f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+            f"a TaskQueue's name has at most {MAX_NAME_LENGTH} characters "
+            "(its worker Deployment is <name>-workers)",
+        ),
+    ),
     columns=(
         PrinterColumn("Backlog", ".status.backlog"),
         PrinterColumn("Running", ".status.running"),

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import kopf
 
-from taskflow_operator.handlers import lifecycle, task, taskqueue
+from taskflow_operator.handlers import dagrun, lifecycle, schedules, task, taskqueue
 from taskflow_operator.settings import OperatorConfig
 
-MODULES = (lifecycle, taskqueue, task)
+MODULES = (lifecycle, taskqueue, task, dagrun, schedules)
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:

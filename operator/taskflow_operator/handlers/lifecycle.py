@@ -13,8 +13,9 @@ from taskflow.config import Settings
 from taskflow.engine import UNAVAILABLE_ERRORS, Engine
 from taskflow.errors import Unavailable
 from taskflow.store import apply_migrations
+from taskflow_operator import credentials, peering
 from taskflow_operator.context import OperatorContext, context
-from taskflow_operator.kube import Kube, load_configuration
+from taskflow_operator.kube import Kube
 from taskflow_operator.metrics import OperatorMetrics, http_app
 from taskflow_operator.persistence import TaskDiffBaseStorage, TaskProgressStorage
 from taskflow_operator.reconcile.housekeeping import housekeeping_loop
@@ -22,6 +23,7 @@ from taskflow_operator.settings import OperatorConfig
 
 log = logging.getLogger("taskflow.operator")
 ANNOTATIONS_PREFIX = "taskflow.dev"
+ENGINE_DOWN: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, Unavailable)
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -36,58 +38,88 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.persistence.finalizer = f"{ANNOTATIONS_PREFIX}/operator"
         settings.posting.level = logging.WARNING  # no Event per handler that succeeded
         settings.watching.server_timeout = 300
-        memo.ctx = await _start(config)
+        # Serving named namespaces needs no cluster-wide access (the chart grants a Role in
+        # each): no listing of namespaces, no watching of CRDs (installed before the operator).
+        settings.scanning.disabled = bool(config.namespaces)
+        ctx = await _start(config)
+        try:
+            await peering.configure(settings, config, ctx.kube.api)
+        except BaseException:
+            await _stop(ctx)
+            raise
+        if settings.peering.standalone:
+            ctx.leadership.hold()  # no peers: this operator always leads
+        memo.ctx = ctx
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        if config.kubeconfig is None:
-            # The client library's in-cluster config honours KUBERNETES_SERVICE_HOST/PORT;
-            # kopf's minimal service-account login assumes https://kubernetes.default.svc.
-            return kopf.login_via_client(**kwargs)
-        cfg = load_configuration(config.kubeconfig)
-        token = (cfg.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip()
-        return kopf.ConnectionInfo(
-            server=cfg.host,
-            ca_path=cfg.ssl_ca_cert,
-            insecure=not cfg.verify_ssl,
-            certificate_path=cfg.cert_file,
-            private_key_path=cfg.key_file,
-            token=token or None,
-        )
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # The same credentials as the operator's own client (kopf's service-account login
+        # would assume https://kubernetes.default.svc; the client library honours
+        # KUBERNETES_SERVICE_HOST/PORT).
+        return credentials.connection_info(credentials.configuration(_source(config)))
 
     @kopf.on.cleanup(registry=registry)
     async def close(memo: kopf.Memo, **_: Any) -> None:
         await _stop(context(memo))
 
 
+def _source(config: OperatorConfig) -> credentials.Source:
+    try:
+        return credentials.choose(config.kubeconfig)
+    except credentials.NoCredentials as exc:
+        raise kopf.PermanentError(str(exc)) from None
+
+
 async def _start(config: OperatorConfig) -> OperatorContext:
+    """Everything or nothing: a start that fails part-way (the HTTP port is taken, the engine
+    is unreachable) closes what it opened before kopf retries or gives up."""
+    source = _source(config)
+    kube = Kube(credentials.configuration(source))
     settings = Settings.from_env()
     try:
         # Idempotent and serialized by an advisory lock: whichever of the API and the
         # operator starts first brings the schema up to date.
         await apply_migrations(settings.database_url)
         engine = await Engine.connect(settings)
-    except UNAVAILABLE_ERRORS as exc:
+    except ENGINE_DOWN as exc:
+        kube.close()
         raise kopf.TemporaryError(str(exc), delay=5) from exc
-    except Unavailable as exc:
-        raise kopf.TemporaryError(str(exc), delay=5) from exc
-    ctx = OperatorContext(
-        config=config,
-        engine=engine,
-        kube=Kube(load_configuration(config.kubeconfig)),
-        metrics=OperatorMetrics(),
-    )
-    if config.standalone:
-        ctx.leadership.hold()  # no peers: this operator always leads
+    except BaseException:
+        kube.close()
+        raise
+    ctx = OperatorContext(config=config, engine=engine, kube=kube, metrics=OperatorMetrics())
+    try:
+        if config.http_port:
+            ctx.http = await _serve_http(ctx)
+    except BaseException:
+        await _stop(ctx)
+        raise
     if config.housekeeping:
         ctx.background.append(asyncio.create_task(housekeeping_loop(ctx, ctx.stop)))
-    if config.http_port:
-        runner = web.AppRunner(http_app(ctx.metrics, engine.queue_stats), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, config.http_host, config.http_port).start()
-        ctx.http = runner
-    log.info("operator started", extra={"namespaces": list(config.namespaces) or "all"})
+    log.info(
+        "operator started (Kubernetes: %s, from %s; HTTP %s)",
+        source.describe(),
+        source.origin,
+        f"{config.http_host}:{config.http_port}" if config.http_port else "off",
+        extra={"namespaces": list(config.namespaces) or "all"},
+    )
     return ctx
+
+
+async def _serve_http(ctx: OperatorContext) -> web.AppRunner:
+    config = ctx.config
+    runner = web.AppRunner(http_app(ctx.metrics, ctx.engine.queue_stats), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.http_host, config.http_port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise kopf.PermanentError(
+            f"--http-port {config.http_port}: cannot listen on "
+            f"{config.http_host}:{config.http_port} ({exc.strerror or exc}); "
+            "pick another port, or 0 to turn the endpoint off"
+        ) from None
+    return runner
 
 
 async def _stop(ctx: OperatorContext) -> None:

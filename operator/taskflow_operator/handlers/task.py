@@ -5,6 +5,7 @@ TaskQueue a Task names is read from an index, not the API)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from typing import Any
@@ -14,7 +15,7 @@ import kopf
 from taskflow.config import Settings
 from taskflow.engine import UNAVAILABLE_ERRORS, Engine
 from taskflow.store.tasks import TaskStore
-from taskflow_operator.context import context
+from taskflow_operator.context import OperatorContext, context
 from taskflow_operator.crd import GROUP, TASK, TASKQUEUE, VERSION
 from taskflow_operator.reconcile.tasks import (
     cancel_task,
@@ -31,6 +32,39 @@ RESOURCE = (GROUP, VERSION, TASK.plural)
 QUEUES = (GROUP, VERSION, TASKQUEUE.plural)
 
 
+def start_following(
+    ctx: OperatorContext, config: OperatorConfig, followed: Any, expiring: Any
+) -> None:
+    """Start the Task mirror and the TTL sweeper once, as background tasks of ``ctx``."""
+    if ctx.following:
+        return
+    ctx.following = True
+    ctx.background.append(asyncio.create_task(_follow(ctx, config, followed, expiring)))
+
+
+async def _follow(
+    ctx: OperatorContext, config: OperatorConfig, followed: Any, expiring: Any
+) -> None:
+    small = dataclasses.replace(Settings.from_env(), db_pool_size=config.mirror_pool_size)
+    while ctx.mirror_engine is None:
+        try:
+            store = await TaskStore.open(small)
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("the Task mirror waits for PostgreSQL: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.stop.wait(), timeout=5)
+            if ctx.stop.is_set():
+                return
+            continue
+        ctx.mirror_engine = Engine(small, store, ctx.engine.dispatcher)
+    mirror = task_mirror(ctx, followed, ctx.mirror_engine)
+    sweeper = TtlSweeper(ctx, expiring)
+    await asyncio.gather(
+        mirror.run(ctx.stop, config.task_poll_seconds, lambda: ctx.leadership.active),
+        sweeper.run(ctx.stop),
+    )
+
+
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.index(*QUEUES, id="task_queues", registry=registry)
     def task_queues(body: kopf.Body, **_: Any) -> dict[Any, Any]:
@@ -44,31 +78,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     def expiring_tasks(body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return expiring_entry(body)
 
-    @kopf.on.startup(registry=registry)
-    async def follow(memo: kopf.Memo, **kwargs: Any) -> None:
-        # kopf hands each index to every handler as a keyword named by its id.
-        followed: kopf.Index[Any, Any] = kwargs["followed_tasks"]
-        expiring: kopf.Index[Any, Any] = kwargs["expiring_tasks"]
-        ctx = context(memo)
-        if ctx.mirror_engine is None:
-            settings = Settings.from_env()
-            small = dataclasses.replace(settings, db_pool_size=config.mirror_pool_size)
-            try:
-                store = await TaskStore.open(small)
-            except UNAVAILABLE_ERRORS as exc:
-                raise kopf.TemporaryError(f"PostgreSQL: {exc}", delay=5) from exc
-            ctx.mirror_engine = Engine(small, store, ctx.engine.dispatcher)
-        mirror = task_mirror(ctx, followed, ctx.mirror_engine)
-        sweeper = TtlSweeper(ctx, expiring)
-        leading = lambda: ctx.leadership.active  # noqa: E731
-        ctx.background.append(
-            asyncio.create_task(mirror.run(ctx.stop, config.task_poll_seconds, leading))
-        )
-        ctx.background.append(asyncio.create_task(sweeper.run(ctx.stop)))
-
     @kopf.on.cleanup(registry=registry)
     async def close(memo: kopf.Memo, **_: Any) -> None:
-        ctx = context(memo)
+        ctx = getattr(memo, "ctx", None)
+        if not isinstance(ctx, OperatorContext):
+            return  # it never started
         ctx.stop.set()
         await asyncio.gather(*ctx.background, return_exceptions=True)
         if ctx.mirror_engine is not None:
@@ -80,7 +94,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     async def submit(
         body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, retry: int, **kwargs: Any
     ) -> None:
-        outcome = await submit_task(context(memo), body, kwargs["task_queues"], retry)
+        ctx = context(memo)
+        # kopf hands each index to every handler as a keyword named by its id; the first
+        # Task seen (a resume at start-up, or a create) starts the mirror and the TTL sweeper.
+        start_following(ctx, config, kwargs["followed_tasks"], kwargs["expiring_tasks"])
+        outcome = await submit_task(ctx, body, kwargs["task_queues"], retry)
         if outcome.status is not None:
             patch.status.update(outcome.status)
         if outcome.retry_in is not None:

@@ -19,19 +19,36 @@ from taskflow_operator.autoscaler import Bounds, Decision, History
 from taskflow_operator.builders.common import DELETION_COST, Owner, selector, workers_name
 from taskflow_operator.conditions import FALSE, TRUE, now_rfc3339, same_conditions, set_condition
 from taskflow_operator.context import OperatorContext, queue_lock
-from taskflow_operator.crd.taskqueue import AutoscalingEngine, TaskQueueSpec
+from taskflow_operator.crd.taskqueue import Autoscaling, AutoscalingEngine, TaskQueueSpec
 from taskflow_operator.reconcile.podcost import annotations_to_write, http_probe, measure
-from taskflow_operator.reconcile.workers import WorkersState, apply_queue_settings, ensure_workers
+from taskflow_operator.reconcile.workers import (
+    Refused,
+    WorkersState,
+    apply_queue_settings,
+    ensure_workers,
+)
+from taskflow_operator.reporting import MAX_MESSAGE, Failure, Notice, QueueReport
 
 log = logging.getLogger("taskflow.operator.queues")
 PLURAL = "taskqueues"
 
 
 def parse_spec(body: Any) -> TaskQueueSpec:
+    """The spec, or ``Refused`` naming the first bad field (the CRD's schema checks the same
+    at apply time; this catches objects stored before a stricter CRD was installed)."""
     try:
         return TaskQueueSpec.model_validate(dict(body.get("spec") or {}))
     except ValidationError as exc:
-        raise kopf.PermanentError(f"invalid TaskQueue spec: {exc}") from None
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in ("spec", *err["loc"]))
+        raise Refused(Failure("InvalidSpec", f"{where}: {err['msg']}")) from None
+
+
+def poll_interval(body: Any) -> float:
+    try:
+        return parse_spec(body).autoscaling.poll_interval_seconds
+    except Refused:
+        return Autoscaling().poll_interval_seconds
 
 
 def bounds(spec: TaskQueueSpec) -> Bounds:
@@ -44,49 +61,90 @@ def bounds(spec: TaskQueueSpec) -> Bounds:
     )
 
 
+def report_of(ctx: OperatorContext, namespace: str, name: str) -> QueueReport:
+    return ctx.reports.setdefault((namespace, name), QueueReport())
+
+
 @dataclass(frozen=True)
 class PassResult:
-    workers: WorkersState
+    workers: WorkersState | None  # None: the Deployment could not be brought in step
     stats: QueueStats | None
-    engine_error: str | None
+    failure: Failure | None  # what stopped the pass, or what the Deployment says is wrong
     decision: Decision | None
     replicas: int
+    backoff: bool = False  # the failure stopped the pass: wait longer before the next
 
 
 async def reconcile_queue(ctx: OperatorContext, body: Any, *, scale: bool) -> PassResult:
-    """Everything one pass does; ``scale=False`` for the event handlers (the daemon scales)."""
+    """Everything one pass does; ``scale=False`` for the event handlers (the daemon scales).
+
+    Never raises for what the user can fix (a refused Deployment, KEDA missing, the engine
+    down): that is the ``Degraded`` condition, one Warning Event, and a backoff."""
     meta = body["metadata"]
     async with queue_lock(ctx, meta["namespace"], meta["name"]):
-        return await _pass(ctx, body, scale=scale)
+        report = report_of(ctx, meta["namespace"], meta["name"])
+        try:
+            result = await _pass(ctx, body, report, scale=scale)
+        except Refused as exc:
+            result = PassResult(None, None, exc.failure, None, 0, backoff=True)
+        log.debug(
+            "pass %s/%s: %s",
+            meta["namespace"],
+            meta["name"],
+            result.failure.reason if result.failure else "ok",
+        )
+        if result.failure is None:
+            _post(body, report.succeeded())
+        else:
+            notice = report.failed(result.failure, backoff=result.backoff)
+            if notice is not None:
+                log.warning("%s/%s: %s", meta["namespace"], meta["name"], notice.message)
+            _post(body, notice)
+        await _write_status(ctx, Owner.of(body), body, result)
+        return result
 
 
-async def _pass(ctx: OperatorContext, body: Any, *, scale: bool) -> PassResult:
+def _post(body: Any, notice: Notice | None) -> None:
+    if notice is None:
+        return
+    if notice.warning:
+        kopf.warn(body, reason=notice.reason, message=notice.message)
+    else:
+        kopf.info(body, reason=notice.reason, message=notice.message)
+
+
+async def _pass(ctx: OperatorContext, body: Any, report: QueueReport, *, scale: bool) -> PassResult:
     owner = Owner.of(body)
     spec = parse_spec(body)
-    workers = await ensure_workers(ctx, owner, spec)
+    workers = await ensure_workers(ctx, owner, spec, body["metadata"].get("generation"))
     if workers.created:
         kopf.info(body, reason="Created", message=f"deployment {workers_name(owner.name)}")
+    elif workers.updated:
+        kopf.info(body, reason="Updated", message=_fields("spec edit rolled out", workers.updated))
     elif workers.repaired:
-        kopf.warn(body, reason="DriftRepaired", message=", ".join(workers.repaired)[:1000])
+        kopf.warn(
+            body, reason="DriftRepaired", message=_fields("hand edit undone", workers.repaired)
+        )
     ref = QueueRef(owner.namespace, owner.name)
-    stats: QueueStats | None = None
-    engine_error: str | None = None
     try:
         await apply_queue_settings(ctx, owner, spec)
         stats = await ctx.engine.queue_stats(ref)
     except (Unavailable, OSError) as exc:
-        engine_error = str(exc)
+        down = Failure("EngineUnavailable", str(exc))
+        return PassResult(workers, None, down, None, workers.replicas, backoff=True)
     replicas = workers.replicas
     decision = None
-    if stats is not None:
-        ctx.metrics.backlog.labels(owner.namespace, owner.name).set(stats.backlog)
-        if scale and spec.autoscaling.engine is AutoscalingEngine.BUILTIN:
-            decision = await _autoscale(ctx, owner, spec, stats, workers.replicas, body)
-            replicas = decision.desired
-            ctx.metrics.desired.labels(owner.namespace, owner.name).set(decision.desired)
-    result = PassResult(workers, stats, engine_error, decision, replicas)
-    await _write_status(ctx, owner, body, result)
-    return result
+    ctx.metrics.backlog.labels(owner.namespace, owner.name).set(stats.backlog)
+    if scale and spec.autoscaling.engine is AutoscalingEngine.BUILTIN:
+        decision = await _autoscale(ctx, owner, spec, stats, workers.replicas, body, report)
+        replicas = decision.desired
+        ctx.metrics.desired.labels(owner.namespace, owner.name).set(decision.desired)
+    failing = Failure("DeploymentFailing", workers.failure) if workers.failure else None
+    return PassResult(workers, stats, failing, decision, replicas)
+
+
+def _fields(what: str, paths: list[str]) -> str:
+    return f"{what}: {', '.join(paths)}"[:MAX_MESSAGE]
 
 
 async def _autoscale(
@@ -96,10 +154,11 @@ async def _autoscale(
     stats: QueueStats,
     current: int,
     body: Any,
+    report: QueueReport,
 ) -> Decision:
     key = (owner.namespace, owner.name)
     now = time.monotonic()
-    history = ctx.histories.get(key) or History(last_scale_time=now)
+    history = ctx.histories.get(key) or History.first(now, current)
     b = bounds(spec)
     decision = autoscaler.decide(
         backlog=stats.backlog, current=current, busy_pods=0, bounds=b, history=history, now=now
@@ -115,21 +174,22 @@ async def _autoscale(
             now=now,
         )
     ctx.histories[key] = decision.history
+    detail = f"backlog {stats.backlog}, {spec.target_per_pod} per pod"
+    ctx.metrics.decided(owner.namespace, owner.name, decision)
     if decision.desired != current:
         await ctx.kube.scale_deployment(owner.namespace, workers_name(owner.name), decision.desired)
         direction = "up" if decision.desired > current else "down"
         ctx.metrics.scalings.labels(direction).inc()
-        message = (
-            f"{current} -> {decision.desired} replicas (backlog {stats.backlog}, "
-            f"{spec.target_per_pod} per pod)"
-        )
+        message = f"{current} -> {decision.desired} replicas ({detail})"
         log.info(
             "scaled %s: %s",
             owner.qualified,
             message,
             extra={"queue": owner.qualified, "from": current, "to": decision.desired},
         )
-        kopf.info(body, reason=f"Scaled{direction.capitalize()}", message=message)
+        _post(body, report.scaled(current, decision.desired, now, detail))
+    else:
+        _post(body, report.flush(now, detail))
     return decision
 
 
@@ -156,16 +216,17 @@ def queue_status(body: Any, result: PassResult) -> dict[str, Any]:
     gen = body["metadata"].get("generation")
     w = result.workers
     wanted = result.replicas
-    if result.engine_error:
-        conds = set_condition(
-            conds, "Degraded", TRUE, "EngineUnavailable", result.engine_error[:500], generation=gen
-        )
-    elif w.failure:
-        conds = set_condition(
-            conds, "Degraded", TRUE, "DeploymentFailing", w.failure[:500], generation=gen
-        )
+    if result.failure is not None:
+        f = result.failure
+        conds = set_condition(conds, "Degraded", TRUE, f.reason, f.text, generation=gen)
     else:
         conds = set_condition(conds, "Degraded", FALSE, "AsExpected", generation=gen)
+    if w is None:
+        # Nothing known of the workers this pass: say why, keep the last counts.
+        message = "the worker Deployment could not be brought in step (see Degraded)"
+        conds = set_condition(conds, "Ready", FALSE, "Degraded", message, generation=gen)
+        conds = set_condition(conds, "Scaling", FALSE, "Blocked", message, generation=gen)
+        return {"observedGeneration": gen, "conditions": conds}
     if wanted == 0:
         conds = set_condition(
             conds, "Ready", TRUE, "ScaledToZero", "no backlog, no workers", generation=gen
