@@ -46,3 +46,19 @@ def test_progress_of_a_task_leaves_no_marker_behind() -> None:
     assert not patch
     storage._store_marker(prefix="taskflow.dev", patch=patch, body=body("TaskQueue"))
     assert patch["metadata"]["annotations"] == {"taskflow.dev/kopf-managed": "yes"}
+
+
+def test_kopf_does_not_post_its_info_lines_about_tasks_as_events() -> None:
+    import logging
+
+    from taskflow_operator.handlers.task import QuietTasks
+
+    def record(level: int, kind: str) -> logging.LogRecord:
+        r = logging.LogRecord("kopf.objects", level, "", 0, "Handler succeeded.", None, None)
+        r.k8s_ref = {"kind": kind, "name": "x"}
+        return r
+
+    quiet = QuietTasks()
+    assert not quiet.filter(record(logging.INFO, "Task"))
+    assert quiet.filter(record(logging.WARNING, "Task"))
+    assert quiet.filter(record(logging.INFO, "TaskQueue"))

@@ -36,7 +36,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             prefix=ANNOTATIONS_PREFIX, key="last-handled-configuration"
         )
         settings.persistence.finalizer = f"{ANNOTATIONS_PREFIX}/operator"
-        settings.posting.level = logging.WARNING  # no Event per handler that succeeded
+        settings.posting.level = logging.INFO
         settings.watching.server_timeout = 300
         # Serving named namespaces needs no cluster-wide access (the chart grants a Role in
         # each): no listing of namespaces, no watching of CRDs (installed before the operator).

@@ -65,7 +65,26 @@ async def _follow(
     )
 
 
+class QuietTasks(logging.Filter):
+    """kopf posts its own per-object log lines as Events ("Handler 'submit' succeeded",
+    "Creation is processed"): two Events per Task. Below WARNING, not for Tasks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ref = getattr(record, "k8s_ref", None) or {}
+        return record.levelno >= logging.WARNING or ref.get("kind") != TASK.kind
+
+
+def quiet_task_events() -> None:
+    for handler in logging.getLogger("kopf.objects").handlers:
+        if type(handler).__name__ == "K8sPoster" and not any(
+            isinstance(f, QuietTasks) for f in handler.filters
+        ):
+            handler.addFilter(QuietTasks())
+
+
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    quiet_task_events()
+
     @kopf.index(*QUEUES, id="task_queues", registry=registry)
     def task_queues(body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return queue_entry(body)
