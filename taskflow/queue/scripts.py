@@ -30,9 +30,9 @@ def script_source(name: str) -> str:
     return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
-def script_keys(keys: QueueKeys) -> list[str]:
-    """The KEYS array every script receives, in the order ``_lib.lua`` documents."""
-    return [
+@cache
+def _script_keys(keys: QueueKeys) -> tuple[str, ...]:
+    return (
         keys.ready,
         keys.delayed,
         keys.leases,
@@ -50,7 +50,13 @@ def script_keys(keys: QueueKeys) -> list[str]:
         keys.notify,
         keys.stats,
         keys.failures,
-    ]
+    )
+
+
+def script_keys(keys: QueueKeys) -> list[str]:
+    """The KEYS array every script receives, in the order ``_lib.lua`` documents (built once
+    per queue: the names never change)."""
+    return list(_script_keys(keys))
 
 
 class Scripts:
