@@ -113,12 +113,14 @@ class QueueKeys:
         return self._k("cconc")
 
     @property
-    def cwait_prefix(self) -> str:
-        """Prefix of ZSETs ``<prefix><concurrency key>`` of tasks parked until a slot frees."""
-        return self._k("cwait:")
+    def cwait(self) -> str:
+        """ZSET of tasks parked until their concurrency key frees a slot (see ``_lib.lua``)."""
+        return self._k("cwait")
 
-    def cwait(self, concurrency_key: str) -> str:
-        return self.cwait_prefix + concurrency_key
+    @property
+    def cwaitm(self) -> str:
+        """HASH id -> member of ``cwait``, to withdraw a parked task."""
+        return self._k("cwaitm")
 
     @property
     def cancel(self) -> str:

@@ -50,6 +50,8 @@ def _script_keys(keys: QueueKeys) -> tuple[str, ...]:
         keys.notify,
         keys.stats,
         keys.failures,
+        keys.cwait,
+        keys.cwaitm,
     )
 
 
@@ -68,4 +70,4 @@ class Scripts:
         }
 
     async def run(self, name: str, keys: QueueKeys, *args: Any) -> Any:
-        return await self._scripts[name](keys=script_keys(keys), args=[keys.cwait_prefix, *args])
+        return await self._scripts[name](keys=script_keys(keys), args=list(args))
