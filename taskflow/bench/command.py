@@ -12,7 +12,7 @@ from rich.console import Console
 
 from taskflow.bench import report
 from taskflow.bench.servers import BenchError, BenchServers
-from taskflow.bench.suite import SCENARIOS, SuitePlan, run_suite
+from taskflow.bench.suite import SCENARIOS, SHARED, SuitePlan, run_cluster, run_suite
 from taskflow.cli.errors import CommandError, UsageError
 
 
@@ -30,8 +30,13 @@ def run_suite_command(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="taskflow-bench-") as tmp:
         try:
-            with BenchServers(Path(tmp)) as servers:
-                results = run_suite(servers, plan, show_progress=sys.stderr.isatty())
+            tty = sys.stderr.isatty()
+            results = []
+            if any(s in SHARED for s in chosen):
+                with BenchServers(Path(tmp) / "suite") as servers:
+                    results += run_suite(servers, plan, show_progress=tty)
+            if "cluster" in chosen:
+                results += run_cluster(Path(tmp), plan, show_progress=tty)
         except BenchError as exc:
             raise CommandError(str(exc)) from None
     report.print_tables(results, Console())

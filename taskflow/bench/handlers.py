@@ -10,11 +10,12 @@ import asyncio
 import hashlib
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from taskflow import keys as K
+from taskflow.queue.dispatch import CLUSTER_SCHEME, is_cluster
 from taskflow_worker import Router, TaskContext
 
 router = Router()
@@ -31,7 +32,12 @@ class _Own:
     @classmethod
     def redis(cls) -> Redis:
         if cls.client is None:
-            cls.client = Redis.from_url(os.environ.get("TASKFLOW_REDIS_URL", "redis://localhost"))
+            url = os.environ.get("TASKFLOW_REDIS_URL", "redis://localhost")
+            if is_cluster(url):
+                rest = url[len(CLUSTER_SCHEME) :]
+                cls.client = cast(Redis, RedisCluster.from_url(f"redis://{rest}"))
+            else:
+                cls.client = Redis.from_url(url)
         return cls.client
 
 

@@ -18,7 +18,7 @@ from typing import Self
 
 import redis
 
-from taskflow.embedded import find_redis_server, free_port
+from taskflow.embedded import find_redis_server, free_port, port_unavailable
 
 START_DEADLINE = 60.0
 
@@ -64,7 +64,7 @@ class EmbeddedRedisCluster:
             cli = Path(found)
         self.root.mkdir(parents=True, exist_ok=True)
         for _ in range(self.masters):
-            port = free_port(self.host)
+            port = self._port()
             d = self.root / f"node-{port}"
             d.mkdir()
             log = (d / "redis.log").open("ab")
@@ -102,7 +102,7 @@ class EmbeddedRedisCluster:
         if self.masters == 1:
             # redis-cli --cluster create wants three masters; one node takes every slot.
             r = redis.Redis(host=self.host, port=self.ports[0])
-            r.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)  # type: ignore[no-untyped-call]
+            r.execute_command("CLUSTER", "ADDSLOTS", *range(16384))  # type: ignore[no-untyped-call]
             r.close()
         else:
             subprocess.run(
@@ -121,6 +121,18 @@ class EmbeddedRedisCluster:
             )
         for port in self.ports:
             self._wait(lambda port=port: self._state_ok(port), f"node :{port} cluster_state:ok")
+
+    def _port(self) -> int:
+        """A free port whose cluster bus port (+10000) is free too and below 65536."""
+        for _ in range(200):
+            port = free_port(self.host)
+            if (
+                port <= 55535
+                and port not in self.ports
+                and port_unavailable(self.host, port + 10000) is None
+            ):
+                return port
+        raise ClusterError("no free port pair (port and port + 10000) found")
 
     def _ping(self, port: int) -> bool:
         try:

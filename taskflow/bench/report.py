@@ -32,6 +32,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     ],
     "claim": [("mean_ms", "mean ms"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")],
     "dag": [("steps_per_s", "steps/s"), ("p50_ms", "run p50 ms")],
+    "cluster": [("tasks_per_s", "tasks/s"), ("record_lag_ms", "last commit after last handler ms")],
 }
 
 
@@ -133,6 +134,7 @@ def charts(results: Sequence[Result], out: Path) -> list[Path]:
     bars("drain", "tasks_per_s", "tasks/s")
     bars("scale", "tasks_per_s", "tasks/s")
     bars("dag", "steps_per_s", "steps/s")
+    bars("cluster", "tasks_per_s", "tasks/s")
     lat = [r for r in results if r.scenario == "latency"]
     if lat:
         fig, ax = plt.subplots(figsize=(7, 3.6))

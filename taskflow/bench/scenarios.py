@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from redis.crc import key_slot
 
 from taskflow import keys as K
 from taskflow.bench.servers import BenchError, BenchServers, wait_until
@@ -90,8 +91,22 @@ def submit_batches(servers: BenchServers, size: int, count: int, progress: Progr
 LAG_SQL = """
 SELECT count(*) FILTER (WHERE state <> 'succeeded'),
        extract(epoch FROM max(updated_at) - max(finished_at))
-FROM tasks WHERE namespace = 'default' AND queue = %s
+FROM tasks WHERE namespace = 'default' AND queue = ANY(%s)
 """
+
+
+def spread_names(base: str, n: int) -> list[str]:
+    """``n`` queue names whose hash tags fall in different thirds of the cluster's slots (so on
+    different masters of a three-master cluster, as ``redis-cli --cluster create`` splits)."""
+    names: list[str] = []
+    j = 0
+    while len(names) < n:
+        name = f"{base}-{j}" if n > 1 else base
+        third = key_slot(QueueKeys(QueueRef("default", name)).ready.encode()) * 3 // 16384
+        if n == 1 or third == len(names) % 3:
+            names.append(name)
+        j += 1
+    return names
 
 
 def _succeeded(r: Any, ref: QueueRef) -> int:
@@ -113,19 +128,23 @@ def drain(
     count: int,
     progress: Progress,
     scenario: str = "drain",
+    queues: int = 1,
+    case: str | None = None,
 ) -> Result:
     """``count`` tasks queued first, then ``workers`` x ``concurrency`` drain them; the rate
     counts from the first completion to the last, and the record is checked in PostgreSQL."""
-    queue = f"bench-{scenario}-{handler}-{workers}x{concurrency}"
-    ref = QueueRef("default", queue)
-    _preload(servers, queue, handler, count)
+    base = f"bench-{scenario}-{handler}-{workers}x{concurrency}"
+    names = spread_names(base, queues)
+    for i, name in enumerate(names):
+        _preload(servers, name, handler, count // queues + (1 if i < count % queues else 0))
+    refs = [QueueRef("default", n) for n in names]
     r = servers.redis()
     try:
-        servers.start_workers(workers, concurrency, [queue])
+        servers.start_workers(workers, concurrency, names)
         first: float | None = None
         last_done, last_change = -1, time.monotonic()
         while True:
-            done = _succeeded(r, ref)
+            done = sum(_succeeded(r, ref) for ref in refs)
             now = time.perf_counter()
             if done and first is None:
                 first = now
@@ -136,7 +155,7 @@ def drain(
                 last_done, last_change = done, time.monotonic()
                 progress(done, count)
             elif time.monotonic() - last_change > STALL_SECONDS:
-                raise BenchError(f"{queue}: no task finished for {STALL_SECONDS:g}s ({done})")
+                raise BenchError(f"{base}: no task finished for {STALL_SECONDS:g}s ({done})")
             time.sleep(0.005)
         progress(count, count)
         with psycopg.connect(servers.database_url, autocommit=True) as conn:
@@ -144,10 +163,10 @@ def drain(
 
             def recorded() -> bool:
                 nonlocal row
-                row = conn.execute(LAG_SQL, (queue,)).fetchone()
+                row = conn.execute(LAG_SQL, (names,)).fetchone()
                 return row is not None and row[0] == 0
 
-            wait_until(recorded, STALL_SECONDS, f"{queue}: every completion in PostgreSQL")
+            wait_until(recorded, STALL_SECONDS, f"{base}: every completion in PostgreSQL")
             recorded_at = time.perf_counter()
     finally:
         r.close()
@@ -156,13 +175,19 @@ def drain(
     elapsed = max(end - first, 1e-9)
     return Result(
         scenario,
-        f"{workers}x{concurrency} {handler}",
+        case or f"{workers}x{concurrency} {handler}",
         {
             "tasks_per_s": count / elapsed,
             "record_lag_ms": float(row[1] or 0.0) * 1000,
             "recorded_after_s": recorded_at - first,
         },
-        {"tasks": count, "workers": workers, "concurrency": concurrency, "handler": handler},
+        {
+            "tasks": count,
+            "workers": workers,
+            "concurrency": concurrency,
+            "handler": handler,
+            "queues": queues,
+        },
     )
 
 

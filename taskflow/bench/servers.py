@@ -13,12 +13,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
 import redis
 
 from taskflow import keys as K
 from taskflow.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from taskflow.queue.dispatch import CLUSTER_SCHEME, is_cluster
 from taskflow.store import apply_migrations
 from taskflow_client import Client
 
@@ -110,6 +111,10 @@ class BenchServers:
         return Client(self.addr, timeout=timeout)
 
     def redis(self) -> redis.Redis:
+        """A plain client of the dispatch Redis (a cluster client for ``redis+cluster://``)."""
+        if is_cluster(self.redis_url):
+            rest = self.redis_url[len(CLUSTER_SCHEME) :]
+            return cast(redis.Redis, redis.RedisCluster.from_url(f"redis://{rest}"))
         return redis.Redis.from_url(self.redis_url)
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
 
 from taskflow.bench import scenarios as S
+from taskflow.bench.redis_cluster import EmbeddedRedisCluster
 from taskflow.bench.servers import BenchServers
 
-SCENARIOS = ("submit", "drain", "latency", "claim", "scale", "dag")
+SCENARIOS = ("submit", "drain", "latency", "claim", "scale", "dag", "cluster")
+#: Scenarios on the suite's shared servers (``cluster`` starts its own, see ``run_cluster``).
+SHARED = SCENARIOS[:-1]
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class SuitePlan:
     claim_depths: tuple[int, ...] = (1_000, 10_000, 100_000)
     claims: int = 500
     scale_workers: tuple[int, ...] = (1, 2, 4)
+    cluster_masters: tuple[int, ...] = (1, 3)
+    cluster_workers: tuple[int, ...] = (2, 4)
     dag_width: int = 50
     dag_runs: int = 10
     notes: dict[str, str] = field(default_factory=dict)
@@ -113,18 +120,21 @@ def _steps(plan: SuitePlan) -> list[tuple[str, Step]]:
     return steps
 
 
+def _columns() -> tuple[ProgressColumn, ...]:
+    return (
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+
+
 def run_suite(
     servers: BenchServers, plan: SuitePlan, *, show_progress: bool = True
 ) -> list[S.Result]:
     """Run every step of ``plan`` against ``servers``, with a progress bar per step."""
     results: list[S.Result] = []
-    columns = (
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, disable=not show_progress, transient=False) as bar:
+    with Progress(*_columns(), disable=not show_progress) as bar:
         for title, step in _steps(plan):
             task = bar.add_task(title, total=None)
 
@@ -133,4 +143,37 @@ def run_suite(
 
             results.extend(step(servers, advance))
             bar.update(task, completed=bar.tasks[task].total or 1, total=bar.tasks[task].total or 1)
+    return results
+
+
+def run_cluster(root: Path, plan: SuitePlan, *, show_progress: bool = True) -> list[S.Result]:
+    """Drain three queues (one per master when there are three) on a Redis Cluster of each
+    size in ``plan.cluster_masters``, with each worker count in ``plan.cluster_workers``."""
+    results: list[S.Result] = []
+    with Progress(*_columns(), disable=not show_progress) as bar:
+        for masters in plan.cluster_masters:
+            with (
+                EmbeddedRedisCluster(root / f"cluster-{masters}", masters=masters) as cluster,
+                BenchServers(root / f"taskflow-{masters}", redis_url=cluster.url) as servers,
+            ):
+                for workers in plan.cluster_workers:
+                    case = f"{masters} master(s), {workers} workers"
+                    task = bar.add_task(f"cluster {case}", total=None)
+
+                    def advance(done: int, total: int, task: TaskID = task) -> None:
+                        bar.update(task, completed=done, total=total)
+
+                    results.append(
+                        S.drain(
+                            servers,
+                            workers=workers,
+                            concurrency=plan.concurrency,
+                            handler="incr",
+                            count=plan.drain_tasks,
+                            progress=advance,
+                            scenario="cluster",
+                            queues=3,
+                            case=case,
+                        )
+                    )
     return results
