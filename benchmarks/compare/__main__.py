@@ -117,12 +117,16 @@ def run_peer(python: Path, peer: str, redis_url: str, args: argparse.Namespace) 
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
     if proc.returncode != 0:
-        raise SystemExit(f"{peer} failed:\n{proc.stderr[-3000:]}")
+        raise PeerFailed(f"{peer} failed: {proc.stderr.strip()[-2000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
+
+
+class PeerFailed(Exception):
+    pass
 
 
 ROWS = [
@@ -212,6 +216,7 @@ def main() -> None:
     started = time.monotonic()
     python = args.peers_python or ensure_peers(args.peers_venv, console)
     results: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
     with (
         tempfile.TemporaryDirectory(prefix="taskflow-compare-") as tmp,
         EmbeddedRedis(Path(tmp) / "redis", persistent=False) as redis,
@@ -223,9 +228,18 @@ def main() -> None:
             results["taskflow"] = run_taskflow(servers, args)
         for db, peer in enumerate(args.peers.split(","), start=1):
             console.print(f"{peer}: drain, submit, latency")
-            results[peer] = run_peer(python, peer, f"{base}/{db}", args)
+            try:
+                results[peer] = run_peer(python, peer, f"{base}/{db}", args)
+            except (PeerFailed, subprocess.TimeoutExpired) as exc:
+                # Reported, not fatal: the other systems' figures still stand.
+                console.print(f"[red]{exc}[/red]")
+                failures[peer] = str(exc)
+    if not any(p in results for p in PEERS):
+        raise SystemExit("no peer finished; nothing to compare with")
     rows = comparison(results)
     table, md = render(rows, results)
+    for peer, why in failures.items():
+        md += f"\n{peer} did not finish: {why.splitlines()[-1] if why else ''}\n"
     Console().print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -233,6 +247,7 @@ def main() -> None:
         "seconds": time.monotonic() - started,
         "results": results,
         "comparison": rows,
+        "failed": failures,
     }
     (args.out / "compare.json").write_text(json.dumps(doc, indent=2) + "\n")
     (args.out / "compare.md").write_text(md)

@@ -24,7 +24,7 @@ import redis
 from common import COUNTER, REDIS_URL, STARTED
 
 HERE = Path(__file__).resolve().parent
-DEADLINE = 120.0
+DEADLINE = 60.0
 
 
 def percentiles_ms(values: list[float]) -> dict[str, float]:
@@ -76,6 +76,20 @@ def wait_for(check: Any, what: str) -> None:
         time.sleep(0.002)
 
 
+def wait_progress(get: Any, target: int, what: str) -> None:
+    """Until ``get()`` reaches ``target``; gives up only after DEADLINE without progress."""
+    last, since = -1, time.monotonic()
+    while True:
+        now = int(get())
+        if now >= target:
+            return
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > DEADLINE:
+            raise SystemExit(f"{what}: stuck at {now} of {target} for {DEADLINE:g}s")
+        time.sleep(0.002)
+
+
 def drain(app: Any, r: redis.Redis, count: int) -> dict[str, float]:
     r.flushdb()
     for _ in range(count):
@@ -84,7 +98,7 @@ def drain(app: Any, r: redis.Redis, count: int) -> dict[str, float]:
     try:
         wait_for(lambda: int(r.get(COUNTER) or 0) > 0, "the first task")
         first = time.perf_counter()
-        wait_for(lambda: int(r.get(COUNTER) or 0) >= count, "the last task")
+        wait_progress(lambda: r.get(COUNTER) or 0, count, "drain")
         end = time.perf_counter()
     finally:
         w.stop()
@@ -130,7 +144,7 @@ def latency(app: Any, r: redis.Redis, count: int, rate: float) -> dict[str, floa
             app.submit_one("stamp", seq)
             calls.append(time.perf_counter() - t)
         achieved = count / (time.perf_counter() - t0)
-        wait_for(lambda: int(r.hlen(STARTED)) >= count, "every latency task")
+        wait_progress(lambda: r.hlen(STARTED), count, "latency")
         raw = r.hgetall(STARTED)
     finally:
         w.stop()
