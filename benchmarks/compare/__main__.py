@@ -97,7 +97,7 @@ def run_taskflow(servers: BenchServers, args: argparse.Namespace) -> dict[str, d
 
 
 def run_peer(python: Path, peer: str, redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_REDIS_URL": redis_url}
+    env = {**os.environ, "BENCH_REDIS_URL": redis_url, "BENCH_LOG_DIR": str(args.out)}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
         [
@@ -214,6 +214,7 @@ def main() -> None:
         args.tasks, args.submits, args.latency_tasks = 3000, 500, 200
     console = Console(stderr=True)
     started = time.monotonic()
+    args.out.mkdir(parents=True, exist_ok=True)
     python = args.peers_python or ensure_peers(args.peers_venv, console)
     results: dict[str, dict[str, Any]] = {}
     failures: dict[str, str] = {}

@@ -163,10 +163,12 @@ class TaskStore:
         async with self.pool.connection() as conn:
             cur = await conn.execute(SUBMIT_SQL, insert_params(tasks), prepare=True)
             rows = await cur.fetchall()
+            # (id, inserted, the existing task holding its key, if this statement saw one)
             found: dict[str, str | None] = {}
-            for task_id, other in rows:
-                # Inserted wins over a row of the same key that a concurrent delete removed.
-                if other is None or task_id not in found:
+            for task_id, inserted, other in rows:
+                if inserted:
+                    found[task_id] = None
+                elif other is not None:
                     found[task_id] = other
             missing = [t for t in tasks if t.id not in found]
             existing: dict[tuple[str, str, str], str] = {}
@@ -685,10 +687,10 @@ INSERT_SQL: Any = (
     "ON CONFLICT (namespace, queue, idempotency_key) WHERE idempotency_key IS NOT NULL "
     "DO NOTHING RETURNING id::text"
 ).encode()
-#: Insert, and report each row as ``(id, NULL)`` when inserted or ``(id, existing id)`` when
-#: its idempotency key was already taken before the statement began. Rows taken during the
-#: statement (or repeated within it) come back in neither form: ``TaskStore.insert`` looks
-#: them up again.
+#: Insert, and report each row as ``(id, true, NULL)`` when inserted, else ``(id, false, the
+#: task holding its idempotency key)``; that task is NULL when the key was taken during the
+#: statement (or repeated within it), and ``TaskStore.insert`` looks it up again. The lookup
+#: is a correlated subquery, so it is an index probe per skipped row whatever the plan.
 SUBMIT_SQL: Any = (
     "WITH input AS (SELECT * FROM unnest("
     + ", ".join(f"%b::{t}[]" for t in _INSERT_TYPES)
@@ -696,11 +698,11 @@ SUBMIT_SQL: Any = (
     f"ins AS (INSERT INTO tasks ({', '.join(INSERT_COLUMNS)}) SELECT * FROM input "
     "ON CONFLICT (namespace, queue, idempotency_key) WHERE idempotency_key IS NOT NULL "
     "DO NOTHING RETURNING id) "
-    "SELECT id::text, NULL::text FROM ins "
+    "SELECT id::text, true, NULL::text FROM ins "
     "UNION ALL "
-    "SELECT i.id::text, t.id::text FROM input i JOIN tasks t "
-    "ON t.namespace = i.namespace AND t.queue = i.queue AND t.idempotency_key = i.idempotency_key "
-    "WHERE i.idempotency_key IS NOT NULL AND t.id <> i.id"
+    "SELECT i.id::text, false, (SELECT t.id::text FROM tasks t WHERE t.namespace = i.namespace "
+    "AND t.queue = i.queue AND t.idempotency_key = i.idempotency_key) "
+    "FROM input i WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id)"
 ).encode()
 
 __all__ = [

@@ -44,7 +44,8 @@ def percentiles_ms(values: list[float]) -> dict[str, float]:
 class Workers:
     def __init__(self, argv: list[str]) -> None:
         env = {**os.environ, "PYTHONPATH": str(HERE), "BENCH_REDIS_URL": REDIS_URL}
-        self.log = open(HERE.parent / f"peer-{os.getpid()}.log", "ab")  # noqa: SIM115
+        logs = Path(os.environ.get("BENCH_LOG_DIR", "/tmp"))
+        self.log = open(logs / f"peer-{os.getpid()}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             argv,
             cwd=HERE,
