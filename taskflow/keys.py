@@ -18,6 +18,10 @@ EPOCH = f"{PREFIX}:epoch"
 #: HASH worker name -> JSON status (queues, capacity, in flight, last seen), refreshed by each
 #: worker's heartbeat and removed when it stops; for dashboards, never for dispatch.
 WORKERS = f"{PREFIX}:workers"
+#: Benchmark handlers (``taskflow.bench.handlers``): the counter every ``incr`` task increments
+#: and the HASH task id -> wall-clock start time of every ``stamp`` task.
+BENCH_COUNTER = f"{PREFIX}:bench:counter"
+BENCH_STARTED = f"{PREFIX}:bench:started"
 
 
 @dataclass(frozen=True)
@@ -109,12 +113,14 @@ class QueueKeys:
         return self._k("cconc")
 
     @property
-    def cwait_prefix(self) -> str:
-        """Prefix of ZSETs ``<prefix><concurrency key>`` of tasks parked until a slot frees."""
-        return self._k("cwait:")
+    def cwait(self) -> str:
+        """ZSET of tasks parked until their concurrency key frees a slot (see ``_lib.lua``)."""
+        return self._k("cwait")
 
-    def cwait(self, concurrency_key: str) -> str:
-        return self.cwait_prefix + concurrency_key
+    @property
+    def cwaitm(self) -> str:
+        """HASH id -> member of ``cwait``, to withdraw a parked task."""
+        return self._k("cwaitm")
 
     @property
     def cancel(self) -> str:
