@@ -161,3 +161,18 @@ class QueueKeys:
     def stats(self) -> str:
         """HASH outcome -> count (succeeded, failed, cancelled) and ``parked``."""
         return self._k("stats")
+
+
+#: SCAN pattern of the per-concurrency-key ZSETs of parked tasks used before the single
+#: ``QueueKeys.cwait`` index (``tf:{ns/queue}:cwait:<key>``); see ``legacy_parked_queue``.
+LEGACY_PARKED_MATCH = f"{PREFIX}:{{*}}:cwait:*"
+
+
+def legacy_parked_queue(key: str) -> QueueRef | None:
+    """The queue a legacy parked-task ZSET belongs to (None: not such a key)."""
+    head = f"{PREFIX}:{{"
+    if not key.startswith(head) or "}:cwait:" not in key:
+        return None
+    qualified = key[len(head) : key.index("}:cwait:")]
+    ref = QueueRef.parse(qualified)
+    return ref if ref.namespace and ref.name else None

@@ -24,7 +24,7 @@ from taskflow.models import (
     TaskRecord,
     WorkerStatus,
 )
-from taskflow.queue.scripts import Scripts
+from taskflow.queue.scripts import Scripts, legacy_script_source
 
 __all__ = [
     "ClaimBatch",
@@ -139,6 +139,20 @@ class Dispatcher:
         if ref.qualified not in self._known_queues:
             await self.redis.sadd(K.QUEUES, ref.qualified)
             self._known_queues.add(ref.qualified)
+
+    async def forget_legacy_parked(self) -> int:
+        """Forget in Redis the tasks parked in per-key ZSETs by an older TaskFlow (see
+        ``forget_legacy_parked.lua``); the sweep dispatches them again from PostgreSQL."""
+        script = self.redis.register_script(legacy_script_source())
+        forgotten = 0
+        async for raw in self.redis.scan_iter(match=K.LEGACY_PARKED_MATCH, count=1000):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            ref = K.legacy_parked_queue(key)
+            if ref is None:
+                continue
+            qk = QueueKeys(ref)
+            forgotten += int(await script(keys=[key, qk.data, qk.stats]))
+        return forgotten
 
     def forget_registrations(self) -> None:
         """Redis lost its data: register queues again on their next use."""

@@ -31,6 +31,12 @@ def script_source(name: str) -> str:
 
 
 @cache
+def legacy_script_source() -> str:
+    """``forget_legacy_parked.lua``: standalone (its own KEYS, no shared prelude)."""
+    return (resources.files("taskflow.queue") / "lua" / "forget_legacy_parked.lua").read_text()
+
+
+@cache
 def _script_keys(keys: QueueKeys) -> tuple[str, ...]:
     return (
         keys.ready,
