@@ -64,6 +64,7 @@ class Housekeeper:
         self.check_page = check_page
         self.delete_batch = delete_batch
         self._cursor: str | None = None
+        self._legacy_checked = False
 
     async def run(self, stop: asyncio.Event) -> None:
         interval = self.engine.settings.sweep_interval
@@ -84,6 +85,8 @@ class Housekeeper:
     async def sweep_once(self) -> SweepReport:
         report = SweepReport()
         d = self.engine.dispatcher
+        if not self._legacy_checked:
+            await self._forget_legacy_parked()
         for ref in await d.queues():
             await self._reclaim(ref, report)
             report.promoted += await d.promote(ref)
@@ -100,6 +103,21 @@ class Housekeeper:
             await self._check_slice(report)
         await self._retention(report)
         return report
+
+    async def _forget_legacy_parked(self) -> None:
+        """Once per process: tasks parked under a concurrency limit by an older TaskFlow sit
+        in per-key sets nothing reads any more; forget them in Redis so that this and later
+        sweeps dispatch them again from PostgreSQL (they are still queued there)."""
+        forgotten = await self.engine.dispatcher.forget_legacy_parked()
+        self._legacy_checked = True
+        if forgotten:
+            log.warning(
+                "%d task(s) parked by an older version forgotten in redis; they are "
+                "dispatched again from PostgreSQL",
+                forgotten,
+            )
+        # From here on the sweep's slices find them (unknown to Redis, unchanged past the grace).
+        self._cursor = None
 
     async def _reclaim(self, ref: QueueRef, report: SweepReport) -> None:
         while True:

@@ -18,6 +18,10 @@ EPOCH = f"{PREFIX}:epoch"
 #: HASH worker name -> JSON status (queues, capacity, in flight, last seen), refreshed by each
 #: worker's heartbeat and removed when it stops; for dashboards, never for dispatch.
 WORKERS = f"{PREFIX}:workers"
+#: Benchmark handlers (``taskflow.bench.handlers``): the counter every ``incr`` task increments
+#: and the HASH task id -> wall-clock start time of every ``stamp`` task.
+BENCH_COUNTER = f"{PREFIX}:bench:counter"
+BENCH_STARTED = f"{PREFIX}:bench:started"
 
 
 @dataclass(frozen=True)
@@ -109,12 +113,14 @@ class QueueKeys:
         return self._k("cconc")
 
     @property
-    def cwait_prefix(self) -> str:
-        """Prefix of ZSETs ``<prefix><concurrency key>`` of tasks parked until a slot frees."""
-        return self._k("cwait:")
+    def cwait(self) -> str:
+        """ZSET of tasks parked until their concurrency key frees a slot (see ``_lib.lua``)."""
+        return self._k("cwait")
 
-    def cwait(self, concurrency_key: str) -> str:
-        return self.cwait_prefix + concurrency_key
+    @property
+    def cwaitm(self) -> str:
+        """HASH id -> member of ``cwait``, to withdraw a parked task."""
+        return self._k("cwaitm")
 
     @property
     def cancel(self) -> str:
@@ -155,3 +161,18 @@ class QueueKeys:
     def stats(self) -> str:
         """HASH outcome -> count (succeeded, failed, cancelled) and ``parked``."""
         return self._k("stats")
+
+
+#: SCAN pattern of the per-concurrency-key ZSETs of parked tasks used before the single
+#: ``QueueKeys.cwait`` index (``tf:{ns/queue}:cwait:<key>``); see ``legacy_parked_queue``.
+LEGACY_PARKED_MATCH = f"{PREFIX}:{{*}}:cwait:*"
+
+
+def legacy_parked_queue(key: str) -> QueueRef | None:
+    """The queue a legacy parked-task ZSET belongs to (None: not such a key)."""
+    head = f"{PREFIX}:{{"
+    if not key.startswith(head) or "}:cwait:" not in key:
+        return None
+    qualified = key[len(head) : key.index("}:cwait:")]
+    ref = QueueRef.parse(qualified)
+    return ref if ref.namespace and ref.name else None

@@ -48,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     command: str = args.command
+    if command == "bench" and args.suite is not None:
+        from taskflow.bench.command import run_suite_command
+
+        return run_suite_command(args)
     if command in CLIENT_COMMANDS:
         return run_client_command(args)
     if command == "top":

@@ -273,6 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", type=_name, default="default", help="(default)")
     p.add_argument("--handler", type=_name, default="noop", help="(noop)")
     p.add_argument("--stall-timeout", type=_seconds(positive=True), default=60.0, help="(60)")
+    p.add_argument(
+        "--suite",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run the benchmark suite on embedded servers instead and write its report to DIR",
+    )
+    p.add_argument(
+        "--scenario",
+        action="append",
+        default=None,
+        help="with --suite: submit, drain, latency, claim, scale, dag or cluster (repeatable; all)",
+    )
+    p.add_argument("--quick", action="store_true", help="with --suite: small counts")
 
     add_top_parser(sub, [common], _seconds(positive=True))
     return parser

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -23,7 +24,7 @@ from taskflow.models import (
     TaskRecord,
     WorkerStatus,
 )
-from taskflow.queue.scripts import Scripts
+from taskflow.queue.scripts import Scripts, legacy_script_source
 
 __all__ = [
     "ClaimBatch",
@@ -96,9 +97,29 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+#: The scheme of a Redis Cluster URL (any node's address): ``redis+cluster://host:port``.
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def is_cluster(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEME)
+
+
 def connect(url: str) -> Redis:
     """A Redis client for the dispatch index. It never repeats a command by itself: a script
-    whose reply was lost may have run (a claim, an ack), so the caller decides what to do."""
+    whose reply was lost may have run (a claim, an ack), so the caller decides what to do.
+
+    A ``redis+cluster://`` URL gives a cluster client. Every script call and every command
+    TaskFlow sends names keys of one hash tag (one slot), so the cluster client routes each to
+    one master and offers the same commands; it is typed as ``Redis`` for that reason.
+    """
+    if is_cluster(url):
+        cluster = RedisCluster.from_url(
+            "redis://" + url[len(CLUSTER_SCHEME) :],
+            decode_responses=False,
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cast(Redis, cluster)
     return Redis.from_url(url, decode_responses=False, retry=Retry(NoBackoff(), 0))
 
 
@@ -118,6 +139,20 @@ class Dispatcher:
         if ref.qualified not in self._known_queues:
             await self.redis.sadd(K.QUEUES, ref.qualified)
             self._known_queues.add(ref.qualified)
+
+    async def forget_legacy_parked(self) -> int:
+        """Forget in Redis the tasks parked in per-key ZSETs by an older TaskFlow (see
+        ``forget_legacy_parked.lua``); the sweep dispatches them again from PostgreSQL."""
+        script = self.redis.register_script(legacy_script_source())
+        forgotten = 0
+        async for raw in self.redis.scan_iter(match=K.LEGACY_PARKED_MATCH, count=1000):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            ref = K.legacy_parked_queue(key)
+            if ref is None:
+                continue
+            qk = QueueKeys(ref)
+            forgotten += int(await script(keys=[key, qk.data, qk.stats]))
+        return forgotten
 
     def forget_registrations(self) -> None:
         """Redis lost its data: register queues again on their next use."""
@@ -265,7 +300,19 @@ class Dispatcher:
 
     async def wait_for_work(self, refs: Sequence[QueueRef], timeout: float) -> None:
         """Block until a wake-up token arrives on any of ``refs`` or ``timeout`` passes."""
-        await self.redis.blpop([QueueKeys(r).notify for r in refs], timeout=max(timeout, 0.01))
+        keys = [QueueKeys(r).notify for r in refs]
+        wait = max(timeout, 0.01)
+        if len(keys) == 1 or not isinstance(self.redis, RedisCluster):
+            await self.redis.blpop(keys, timeout=wait)
+            return
+        # In a cluster each queue's list may sit on another master: one BLPOP per queue.
+        waits = [asyncio.ensure_future(self.redis.blpop([k], timeout=wait)) for k in keys]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     async def set_rate_limit(self, ref: QueueRef, rate: RateLimit | None) -> None:
         k = QueueKeys(ref)

@@ -30,9 +30,15 @@ def script_source(name: str) -> str:
     return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
-def script_keys(keys: QueueKeys) -> list[str]:
-    """The KEYS array every script receives, in the order ``_lib.lua`` documents."""
-    return [
+@cache
+def legacy_script_source() -> str:
+    """``forget_legacy_parked.lua``: standalone (its own KEYS, no shared prelude)."""
+    return (resources.files("taskflow.queue") / "lua" / "forget_legacy_parked.lua").read_text()
+
+
+@cache
+def _script_keys(keys: QueueKeys) -> tuple[str, ...]:
+    return (
         keys.ready,
         keys.delayed,
         keys.leases,
@@ -50,7 +56,15 @@ def script_keys(keys: QueueKeys) -> list[str]:
         keys.notify,
         keys.stats,
         keys.failures,
-    ]
+        keys.cwait,
+        keys.cwaitm,
+    )
+
+
+def script_keys(keys: QueueKeys) -> list[str]:
+    """The KEYS array every script receives, in the order ``_lib.lua`` documents (built once
+    per queue: the names never change)."""
+    return list(_script_keys(keys))
 
 
 class Scripts:
@@ -62,4 +76,4 @@ class Scripts:
         }
 
     async def run(self, name: str, keys: QueueKeys, *args: Any) -> Any:
-        return await self._scripts[name](keys=script_keys(keys), args=[keys.cwait_prefix, *args])
+        return await self._scripts[name](keys=script_keys(keys), args=list(args))

@@ -152,12 +152,25 @@ class TaskStore:
     # -- submission -------------------------------------------------------------------------
 
     async def insert(self, tasks: Sequence[NewTask]) -> list[SubmitResult]:
-        """Insert in one transaction; a known idempotency key yields the existing task."""
-        async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(INSERT_SQL, insert_params(tasks))
-            inserted = {row[0] for row in await cur.fetchall()}
-            results: list[SubmitResult] = []
-            missing = [t for t in tasks if t.id not in inserted]
+        """Insert in one statement (one round trip, committed on its own); a known idempotency
+        key yields the existing task.
+
+        ``SUBMIT_SQL`` inserts and, in the same statement, finds the tasks that already held
+        the idempotency keys of the rows it skipped. A row it can account for neither way (a
+        key committed by a concurrent submit after this statement began, or repeated within
+        the batch) is looked up by a second statement, which sees every committed row.
+        """
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(SUBMIT_SQL, insert_params(tasks), prepare=True)
+            rows = await cur.fetchall()
+            # (id, inserted, the existing task holding its key, if this statement saw one)
+            found: dict[str, str | None] = {}
+            for task_id, inserted, other in rows:
+                if inserted:
+                    found[task_id] = None
+                elif other is not None:
+                    found[task_id] = other
+            missing = [t for t in tasks if t.id not in found]
             existing: dict[tuple[str, str, str], str] = {}
             if missing:
                 cur = await conn.execute(
@@ -171,9 +184,13 @@ class TaskStore:
                     ],
                 )
                 existing = {(r[0], r[1], r[2]): r[3] for r in await cur.fetchall()}
+        results: list[SubmitResult] = []
         for t in tasks:
-            if t.id in inserted:
-                results.append(SubmitResult(t.id, True))
+            if t.id in found:
+                other = found[t.id]
+                results.append(
+                    SubmitResult(t.id, True) if other is None else SubmitResult(other, False)
+                )
             else:
                 key = (t.spec.namespace, t.spec.queue, t.spec.idempotency_key or "")
                 results.append(SubmitResult(existing[key], False))
@@ -684,6 +701,23 @@ INSERT_SQL: Any = (
     f"SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in _INSERT_TYPES)}) "
     "ON CONFLICT (namespace, queue, idempotency_key) WHERE idempotency_key IS NOT NULL "
     "DO NOTHING RETURNING id::text"
+).encode()
+#: Insert, and report each row as ``(id, true, NULL)`` when inserted, else ``(id, false, the
+#: task holding its idempotency key)``; that task is NULL when the key was taken during the
+#: statement (or repeated within it), and ``TaskStore.insert`` looks it up again. The lookup
+#: is a correlated subquery, so it is an index probe per skipped row whatever the plan.
+SUBMIT_SQL: Any = (
+    "WITH input AS (SELECT * FROM unnest("
+    + ", ".join(f"%b::{t}[]" for t in _INSERT_TYPES)
+    + f") AS i({', '.join(INSERT_COLUMNS)})), "
+    f"ins AS (INSERT INTO tasks ({', '.join(INSERT_COLUMNS)}) SELECT * FROM input "
+    "ON CONFLICT (namespace, queue, idempotency_key) WHERE idempotency_key IS NOT NULL "
+    "DO NOTHING RETURNING id) "
+    "SELECT id::text, true, NULL::text FROM ins "
+    "UNION ALL "
+    "SELECT i.id::text, false, (SELECT t.id::text FROM tasks t WHERE t.namespace = i.namespace "
+    "AND t.queue = i.queue AND t.idempotency_key = i.idempotency_key) "
+    "FROM input i WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = i.id)"
 ).encode()
 
 __all__ = [

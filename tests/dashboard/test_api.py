@@ -303,9 +303,10 @@ async def test_scoped_tokens_see_only_what_their_roles_and_namespaces_allow(
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text(
         "tokens:\n"
-        "  - {name: tenant, token: t-tenant, namespaces: [default], roles: [admin]}\n"
-        "  - {name: viewer, token: t-viewer, namespaces: '*', roles: [read]}\n"
-        "  - {name: ops, token: t-ops, namespaces: '*', roles: [admin]}\n"
+        "  - {name: tenant, token: tenant-token-0123456789, namespaces: [default],"
+        " roles: [admin]}\n"
+        "  - {name: viewer, token: viewer-token-0123456789, namespaces: '*', roles: [read]}\n"
+        "  - {name: ops, token: ops-token-0123456789ab, namespaces: '*', roles: [admin]}\n"
     )
     await apply_migrations(settings.database_url)
     engine = await Engine.connect(replace(settings, api_tokens_file=str(tokens)))
@@ -322,15 +323,17 @@ async def test_scoped_tokens_see_only_what_their_roles_and_namespaces_allow(
             async with s.get(f"{base}/config") as r:
                 assert (await r.json())["auth_required"] is True
             # a tenant's token would show other tenants' queues: refused, whatever its roles
-            async with s.get(f"{base}/tasks", headers=bearer("t-tenant")) as r:
+            async with s.get(f"{base}/tasks", headers=bearer("tenant-token-0123456789")) as r:
                 assert r.status == 403 and "limited to some namespaces" in (await r.json())["error"]
-            async with s.get(f"{base}/tasks/{task_id}", headers=bearer("t-viewer")) as r:
+            async with s.get(
+                f"{base}/tasks/{task_id}", headers=bearer("viewer-token-0123456789")
+            ) as r:
                 assert r.status == 200
             cancel = f"{base}/tasks/{task_id}/cancel"
-            async with s.post(cancel, json={}, headers=bearer("t-viewer")) as r:
+            async with s.post(cancel, json={}, headers=bearer("viewer-token-0123456789")) as r:
                 assert r.status == 403 and "lacks the role 'submit'" in (await r.json())["error"]
             assert (await engine.get(task_id)).state == "queued"
-            async with s.post(cancel, json={}, headers=bearer("t-ops")) as r:
+            async with s.post(cancel, json={}, headers=bearer("ops-token-0123456789ab")) as r:
                 assert r.status == 200
         assert (await engine.get(task_id)).state == "cancelled"
     finally:

@@ -54,7 +54,7 @@ async def test_python_client_errors_name_the_problem(stack: str) -> None:
     async with AsyncClient(stack) as client:
         with pytest.raises(InvalidArgumentError) as bad:
             await client.submit("default", "add", {"a": 1}, priority=5000)
-        assert bad.value.field == "task.priority"
+        assert bad.value.field == "priority"  # refused by the client, before any call
         with pytest.raises(NotFoundError):
             await client.get("01a2085b-12d4-7a91-8a3a-1d1d1bf9a8a8")
         assert (await client.queue_stats("default")).ready == 0

@@ -263,3 +263,38 @@ async def test_a_lost_lease_does_not_use_up_a_retry(
     workers.start(router)
     assert (await wait_for(engine, task_id)).state == TaskState.SUCCEEDED
     assert seen == [(2, 0, False)]
+
+
+async def test_tasks_parked_by_an_older_version_run_after_the_upgrade(
+    engine: Engine, workers: WorkerHarness, submit: Submit
+) -> None:
+    from taskflow.keys import QueueKeys
+
+    task_id = await submit("noop")
+    # Redis as an older version left it: the task parked in a per-key set nothing reads now,
+    # still known to the queue's data hash (so no sweep would have dispatched it again).
+    keys = QueueKeys(QUEUE)
+    redis = engine.dispatcher.redis
+    assert await redis.zrem(keys.ready, task_id) == 1
+    await redis.zadd(f"{keys.base}:cwait:tenant-7", {task_id: 0})
+    await redis.hincrby(keys.stats, "parked", 1)
+    assert (await engine.dispatcher.known(QUEUE, [task_id])) == [True]
+
+    router = Router()
+
+    @router.task("noop")
+    async def noop(ctx: TaskContext, payload: None) -> str:
+        return "ran"
+
+    workers.start(router)
+    keeper = Housekeeper(engine)
+    stop = asyncio.Event()
+    sweeping = asyncio.create_task(keeper.run(stop))
+    try:
+        task = await wait_for(engine, task_id)
+    finally:
+        stop.set()
+        await sweeping
+    assert task.state == TaskState.SUCCEEDED and task.result == "ran"
+    assert not await redis.exists(f"{keys.base}:cwait:tenant-7")
+    assert int(await redis.hget(keys.stats, "parked") or 0) == 0

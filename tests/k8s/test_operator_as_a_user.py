@@ -55,6 +55,13 @@ class Records(logging.Handler):
     def count(self, fragment: str) -> int:
         return sum(fragment in r.getMessage() for r in self.records)
 
+    def refusals(self) -> int:
+        """Requests RBAC refused (``... is forbidden: User "system:serviceaccount:..." cannot
+        ...``). Not counted: the OwnerReferencesPermissionEnforcement plugin's transient
+        refusal while the API server's REST mapper has not yet learned a CRD another test just
+        installed ("cannot find RESTMapping"), which the operator's backoff rides out."""
+        return self.count("forbidden: User") + self.count("Not enough permissions")
+
     def tracebacks(self) -> list[str]:
         return [r.getMessage() for r in self.records if r.exc_info]
 
@@ -175,7 +182,7 @@ def test_chart_rbac_and_a_bearer_token_run_the_operator_in_its_namespace(
         eventually(lambda: "Created" in reasons(objects, "mail"), TIMEOUT, "an Event posted")
     assert records.count("system:anonymous") == 0
     assert records.count("Not enough permissions") == 0, records.count("Not enough")
-    assert records.count("Forbidden") == 0
+    assert records.refusals() == 0
 
 
 def objects_core(api: client.ApiClient) -> client.CoreV1Api:
@@ -242,7 +249,7 @@ def test_chart_cluster_role_runs_the_operator_cluster_wide(
                 "task submitted and its status written",
             )
             eventually(lambda: "Created" in reasons(objects, "wide"), TIMEOUT, "an Event")
-        assert records.count("Forbidden") == 0 and records.count("Not enough permissions") == 0
+        assert records.refusals() == 0
     finally:
         rbac.delete_cluster_role_binding(f"{release}-operator")
         rbac.delete_cluster_role(f"{release}-operator")

@@ -29,9 +29,16 @@ def helm() -> str:
     return str(path)
 
 
+#: The chart has no default connection (monitoring does not depend on it).
+CONNECTION = (
+    "--set", "connection.redisUrl=redis://redis:6379/0",
+    "--set", "connection.databaseUrl=postgresql://taskflow@postgres:5432/taskflow",
+)  # fmt: skip
+
+
 def template(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [helm, "template", "taskflow", str(CHART), "--namespace", "tf", *args],
+        [helm, "template", "taskflow", str(CHART), "--namespace", "tf", *CONNECTION, *args],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 

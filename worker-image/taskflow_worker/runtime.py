@@ -62,16 +62,26 @@ class InFlight:
     ctx: TaskContext
     task: asyncio.Task[None] | None = None
     handler: asyncio.Future[Any] | None = None  # the handler's coroutine task or thread call
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    stop_reason: str = ""  # cancel | lost | ended | drain
+    stop_reason: str = ""  # cancel | lost | ended | drain (empty: not asked to stop)
     started: float = field(default_factory=time.monotonic)
     abandoned: bool = False  # its outcome is reported; the handler has not stopped yet
+    #: Resolved when the handler ends, its timeout passes or it is asked to stop.
+    wake: asyncio.Future[None] | None = None
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self.stop_reason)
 
     def request_stop(self, reason: str) -> None:
-        if not self.stop.is_set():
+        if not self.stop_reason:
             self.stop_reason = reason
             self.ctx._cancelled.set()
-            self.stop.set()
+            _resolve(self.wake)
+
+
+def _resolve(wake: asyncio.Future[None] | None, *_: Any) -> None:
+    if wake is not None and not wake.done():
+        wake.set_result(None)
 
 
 class Worker:
@@ -350,20 +360,28 @@ class Worker:
         except ValueError as exc:
             return AttemptEnd(Outcome.FAILED, error=f"payload is not JSON: {exc}", retryable=False)
         timeout = claim.blob.timeout_seconds or spec.timeout or None
-        flight.handler = self._call(spec, flight.ctx, payload)
-        stopped = asyncio.ensure_future(flight.stop.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {flight.handler, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            stopped.cancel()
-        if flight.handler in done:
-            return _classify(flight.handler)
+        handler = flight.handler = self._call(spec, flight.ctx, payload)
+        if not handler.done() and not flight.stop_requested:
+            # One future that the handler's end, its timeout or a stop request resolves:
+            # no helper task and no asyncio.wait per task.
+            loop = asyncio.get_running_loop()
+            wake = flight.wake = loop.create_future()
+            resolve = partial(_resolve, wake)
+            handler.add_done_callback(resolve)
+            timer = loop.call_later(timeout, resolve) if timeout else None
+            try:
+                await wake
+            finally:
+                flight.wake = None
+                handler.remove_done_callback(resolve)
+                if timer is not None:
+                    timer.cancel()
+        if handler.done():
+            return _classify(handler)
         flight.ctx._cancelled.set()
-        if isinstance(flight.handler, asyncio.Task):
-            flight.handler.cancel()
-        if flight.stop.is_set():
+        if isinstance(handler, asyncio.Task):
+            handler.cancel()
+        if flight.stop_requested:
             return AttemptEnd(Outcome.CANCELLED, error="cancelled while running", retryable=False)
         return AttemptEnd(Outcome.TIMEOUT, error=f"timed out after {timeout:g}s")
 

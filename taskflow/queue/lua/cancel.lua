@@ -1,16 +1,16 @@
 -- cancel: withdraw a task.
 -- A waiting task (ready, delayed or parked) is removed at once; a running one is flagged in
 -- cancel, and its worker stops the handler at its next heartbeat and acks it.
--- Touches: ready, delayed, parking ZSET of its key, running (read), cancel, data, prio,
+-- Touches: ready, delayed, cwait and cwaitm, running (read), cancel, data, prio,
 -- deliveries, lost, ckey, stats.
--- A running task's id is also published on ARGV[3], the queue's cancel channel, so its
+-- A running task's id is also published on ARGV[2], the queue's cancel channel, so its
 -- worker can stop the handler at once instead of at its next heartbeat.
--- ARGV: [1] cwait prefix, [2] id, [3] cancel channel.
+-- ARGV: [1] id, [2] cancel channel.
 -- Returns "removed", "running" or "unknown".
-local id = ARGV[2]
+local id = ARGV[1]
 if redis.call('HEXISTS', K_RUNNING, id) == 1 then
   redis.call('SADD', K_CANCEL, id)
-  redis.call('PUBLISH', ARGV[3], id)
+  redis.call('PUBLISH', ARGV[2], id)
   return 'running'
 end
 if redis.call('HEXISTS', K_DATA, id) == 0 then
@@ -18,13 +18,7 @@ if redis.call('HEXISTS', K_DATA, id) == 0 then
 end
 redis.call('ZREM', K_READY, id)
 redis.call('ZREM', K_DELAYED, id)
-local spec = redis.call('HGET', K_CKEY, id)
-if spec then
-  local _, key = split_ckey(spec)
-  if redis.call('ZREM', CWAIT_PREFIX .. key, id) == 1 then
-    redis.call('HINCRBY', K_STATS, 'parked', -1)
-  end
-end
+unpark(id)
 forget(id)
 redis.call('HINCRBY', K_STATS, 'cancelled', 1)
 return 'removed'

@@ -1,14 +1,14 @@
 -- claim: lease up to `count` tasks to one worker, highest priority first, FIFO within one.
 -- Touches: delayed -> ready (due tasks are promoted first), ready, leases, running, fence,
--- deliveries, failures and data (read), ckey/cconc and the parking ZSETs (concurrency limits), rate
+-- deliveries, failures and data (read), ckey/cconc, cwait and cwaitm (concurrency limits), rate
 -- (token bucket), stats ("parked"), seq.
 -- Cost is O(log N) in the queue length per claimed task.
--- ARGV: [1] cwait prefix, [2] count, [3] lease ms, [4] worker id, [5] promote limit,
---       [6] rate (tasks/s, 0 = unlimited), [7] burst.
+-- ARGV: [1] count, [2] lease ms, [3] worker id, [4] promote limit,
+--       [5] rate (tasks/s, 0 = unlimited), [6] burst.
 -- Returns {now_ms, next_due_ms or -1, id1, token1, attempt1, failures1, blob1, id2, ...}
 -- (attempt numbers the claims; failures counts earlier attempts the handler failed).
-local count, lease_ms, worker = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local promote_limit, rate, burst = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local count, lease_ms, worker = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local promote_limit, rate, burst = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = now_ms()
 
 -- Fencing tokens start from the clock, so they keep growing even after Redis lost its data
@@ -48,8 +48,7 @@ while claimed < count and scanned < scan_limit do
       if spec then
         local limit, key = split_ckey(spec)
         if tonumber(redis.call('HGET', K_CCONC, key) or 0) >= limit then
-          redis.call('ZADD', CWAIT_PREFIX .. key, score, id)
-          redis.call('HINCRBY', K_STATS, 'parked', 1)
+          park(key, score, id)
           parked = true
         else
           redis.call('HINCRBY', K_CCONC, key, 1)

@@ -7,16 +7,16 @@
 --                   ('' counts nothing: the task is gone from PostgreSQL)
 --   retry <delay>   the handler failed and runs again after delay ms (a failure is counted)
 --   release         handed back unrun (shutdown): ready again at once, nothing counted
--- Touches: running, leases, ckey/cconc and parking ZSETs (slot released, one parked task
+-- Touches: running, leases, ckey/cconc, cwait and cwaitm (slot released, one parked task
 -- readied), data, prio, deliveries, lost, failures, cancel (forgotten on ack), stats, delayed,
 -- ready, seq, notify.
--- ARGV: [1] cwait prefix, [2] n, then per task: id, fencing token, action, argument.
+-- ARGV: [1] n, then per task: id, fencing token, action, argument.
 -- Returns one 1 (done) or 0 (stale token: the lease was lost) per task.
-local n = tonumber(ARGV[2])
+local n = tonumber(ARGV[1])
 local now = now_ms()
 local res, readied = {}, 0
 for i = 0, n - 1 do
-  local b = 3 + i * 4
+  local b = 2 + i * 4
   local id, token, action, arg = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   if end_lease(id, token) then
     if action == 'ack' then

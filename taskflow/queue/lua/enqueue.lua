@@ -2,15 +2,15 @@
 -- Touches: data, prio, deliveries, failures, ckey (written once per task), ready or delayed, seq,
 -- notify. A task Redis already knows (its id is in data) is left untouched, so the
 -- housekeeping sweep can call this for every task PostgreSQL says is pending.
--- ARGV: [1] cwait prefix, [2] n, then per task 7 values:
+-- ARGV: [1] n, then per task 7 values:
 --   id, blob, priority, due_ms (0 = now), deliveries so far, failures so far,
 --   "limit|key" or "".
 -- Returns the number of tasks added.
-local n = tonumber(ARGV[2])
+local n = tonumber(ARGV[1])
 local now = now_ms()
 local added, ready = 0, 0
 for i = 0, n - 1 do
-  local b = 3 + i * 7
+  local b = 2 + i * 7
   local id, blob, priority = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local due, deliveries, failures = tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local ckey = ARGV[b + 6]

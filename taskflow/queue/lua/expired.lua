@@ -1,10 +1,10 @@
 -- expired: list the leases whose deadline passed (their worker died or stalled). Changes
 -- nothing: housekeeping asks PostgreSQL what became of each attempt, then repairs with reclaim.
 -- Touches: leases, running, deliveries, lost, cancel (all read).
--- ARGV: [1] cwait prefix, [2] limit.
+-- ARGV: [1] limit.
 -- Returns {id, token, worker, attempt, lost leases so far, cancel requested (0/1), ...}.
 local now = now_ms()
-local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 local out = {}
 for _, id in ipairs(expired) do
   local cur = redis.call('HGET', K_RUNNING, id) or '|'

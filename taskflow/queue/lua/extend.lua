@@ -1,13 +1,13 @@
 -- extend: heartbeat of a worker for the tasks it runs.
 -- Touches: leases (deadline pushed), running and cancel (read).
--- ARGV: [1] cwait prefix, [2] lease ms, [3] n, then per task: id, fencing token.
+-- ARGV: [1] lease ms, [2] n, then per task: id, fencing token.
 -- Returns one status per task: "ok", "cancel" (stop the handler; the lease is still
 -- extended so the worker can ack) or "lost" (the lease expired and was reclaimed).
-local lease_ms, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+local lease_ms, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = now_ms()
 local res = {}
 for i = 0, n - 1 do
-  local id, token = ARGV[4 + i * 2], ARGV[5 + i * 2]
+  local id, token = ARGV[3 + i * 2], ARGV[4 + i * 2]
   local cur = redis.call('HGET', K_RUNNING, id)
   local held = false
   if cur then

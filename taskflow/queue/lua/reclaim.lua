@@ -6,14 +6,14 @@
 --                         with that many failures (the worker died before telling Redis)
 --   forget <state>        the task ended (state counted in stats; '' counts nothing)
 -- A lease without a token (its running entry is gone) is simply dropped from leases.
--- Touches: leases, running, ckey/cconc and parking ZSETs, lost, failures, delayed, ready, seq,
+-- Touches: leases, running, ckey/cconc, cwait and cwaitm, lost, failures, delayed, ready, seq,
 -- notify, and data/prio/deliveries/cancel/stats for tasks it forgets.
--- ARGV: [1] cwait prefix, [2] n, then per task: id, token, action, argument.
+-- ARGV: [1] n, then per task: id, token, action, argument.
 -- Returns one 1 (applied) or 0 (the lease is no longer the one reported) per task.
-local n = tonumber(ARGV[2])
+local n = tonumber(ARGV[1])
 local res, readied = {}, 0
 for i = 0, n - 1 do
-  local b = 3 + i * 4
+  local b = 2 + i * 4
   local id, token, action, arg = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local applied = false
   if token == '' then

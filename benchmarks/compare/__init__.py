@@ -1,0 +1,1 @@
+"""TaskFlow side by side with Dramatiq, taskiq and Celery (``python -m benchmarks.compare``)."""
