@@ -18,8 +18,8 @@ EPOCH = f"{PREFIX}:epoch"
 #: HASH worker name -> JSON status (queues, capacity, in flight, last seen), refreshed by each
 #: worker's heartbeat and removed when it stops; for dashboards, never for dispatch.
 WORKERS = f"{PREFIX}:workers"
-#: Benchmark handlers (``taskflow.bench.handlers``): the counter every ``incr`` task increments
-#: and the HASH task id -> wall-clock start time of every ``stamp`` task.
+#: Benchmark handlers (``taskflow_worker.bench_handlers``): the counter every ``incr`` task
+#: increments and the HASH task id -> wall-clock start time of every ``stamp`` task.
 BENCH_COUNTER = f"{PREFIX}:bench:counter"
 BENCH_STARTED = f"{PREFIX}:bench:started"
 

@@ -23,7 +23,7 @@ from taskflow.queue.dispatch import CLUSTER_SCHEME, is_cluster
 from taskflow.store import apply_migrations
 from taskflow_client import Client
 
-APP = "taskflow.bench.handlers:router"
+APP = "taskflow_worker.bench_handlers:router"
 START_DEADLINE = 120.0
 
 

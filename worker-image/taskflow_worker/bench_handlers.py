@@ -1,4 +1,4 @@
-"""The handlers the benchmark suite runs (``--app taskflow.bench.handlers:router``).
+"""The handlers the benchmark suite runs (``--app taskflow_worker.bench_handlers:router``).
 
 ``incr`` is the handler every system in the comparison runs: one Redis INCR from the handler's
 own client. ``stamp`` writes the wall-clock instant the handler started, for end-to-end latency.
