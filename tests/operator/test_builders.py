@@ -75,6 +75,24 @@ def test_pod_security_is_restricted() -> None:
     assert sc["readOnlyRootFilesystem"] is True
 
 
+def test_each_queue_can_run_its_workers_under_its_own_service_account() -> None:
+    default = workers_deployment(OWNER, spec(), 1)["spec"]["template"]["spec"]
+    assert default["serviceAccountName"] == "default"
+    assert default["automountServiceAccountToken"] is False
+    own = spec(serviceAccountName="billing-workers", automountServiceAccountToken=True)
+    pod = workers_deployment(OWNER, own, 1)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "billing-workers"
+    assert pod["automountServiceAccountToken"] is True
+
+
+def test_a_service_account_name_must_be_an_object_name() -> None:
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError, match="service_account_name|serviceAccountName"):
+        spec(serviceAccountName="Billing Workers")
+
+
 def test_keda_mode_leaves_replicas_out_and_emits_a_scaled_object() -> None:
     s = spec(autoscaling={"engine": "keda", "targetPerPod": 20}, replicas={"min": 0, "max": 7})
     assert "replicas" not in workers_deployment(OWNER, s, None)["spec"]

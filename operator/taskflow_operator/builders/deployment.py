@@ -91,11 +91,11 @@ def worker_container(owner: Owner, spec: TaskQueueSpec) -> dict[str, Any]:
 
 
 def pod_template(owner: Owner, spec: TaskQueueSpec) -> dict[str, Any]:
-    return {
+    template: dict[str, Any] = {
         "metadata": {"labels": labels(owner.name)},
         "spec": {
             "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
-            "automountServiceAccountToken": False,
+            "automountServiceAccountToken": spec.automount_service_account_token,
             "securityContext": {
                 "runAsNonRoot": True,
                 "runAsUser": WORKER_UID,
@@ -106,6 +106,10 @@ def pod_template(owner: Owner, spec: TaskQueueSpec) -> dict[str, Any]:
             "volumes": [{"name": "tmp", "emptyDir": {}}],
         },
     }
+    # Always named (the API server's default is "default"), so dropping the field from a
+    # TaskQueue rolls the pods back to the namespace's default account.
+    template["spec"]["serviceAccountName"] = spec.service_account_name or "default"
+    return template
 
 
 def workers_deployment(

@@ -81,6 +81,8 @@ QUANTITY_PATTERN = (
 Quantity = int | Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)]
 #: What core/v1 accepts as an environment variable name.
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+#: A Kubernetes object name (DNS-1123 subdomain), e.g. a ServiceAccount's.
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 #: The operator sets these from ``connection.secretName``.
 RESERVED_ENV = ("TASKFLOW_REDIS_URL", "TASKFLOW_DATABASE_URL")
 #: ``<name>-workers`` names the Deployment (and KEDA's ScaledObject, whose name KEDA writes
@@ -168,6 +170,22 @@ class TaskQueueSpec(CrdModel):
         description="Pod grace period; workers drain for 5 s less than this",
     )
     connection: Connection = Field(description="Where the workers find Redis and PostgreSQL")
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=OBJECT_NAME_PATTERN,
+        description=(
+            "ServiceAccount of the worker pods (default: the namespace's default); give each "
+            "queue its own to scope what its handlers may reach (cloud IAM bindings, RBAC)"
+        ),
+    )
+    automount_service_account_token: bool = Field(
+        default=False,
+        description=(
+            "Mount the ServiceAccount's API token in worker pods (only for handlers that call "
+            "the Kubernetes API)"
+        ),
+    )
     schedules: list[QueueSchedule] = SCHEDULES_FIELD
 
     @property
