@@ -89,7 +89,7 @@ def test_a_service_account_name_must_be_an_object_name() -> None:
     import pydantic
     import pytest
 
-    with pytest.raises(pydantic.ValidationError, match="service_account_name|serviceAccountName"):
+    with pytest.raises(pydantic.ValidationError, match=r"service_account_name|serviceAccountName"):
         spec(serviceAccountName="Billing Workers")
 
 
