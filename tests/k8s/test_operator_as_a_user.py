@@ -39,7 +39,10 @@ from tests.k8s.operator_support import (
 from tests.k8s.test_operator_scaling import kubectl, replicas, submit
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "taskflow"
-TIMEOUT = 30.0
+#: Bound of each wait. Generous: right after another test (re)installs a CRD, the API server's
+#: REST mapper (refreshed every 30 s) refuses blockOwnerDeletion for it ("cannot find
+#: RESTMapping"), and the operator's backoff (2 s doubling) rides that out in up to a minute.
+TIMEOUT = 120.0
 
 
 class Records(logging.Handler):
