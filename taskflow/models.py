@@ -329,30 +329,6 @@ class TaskRecord:
     def queue_ref(self) -> QueueRef:
         return QueueRef(self.namespace, self.queue)
 
-    @field_validator("handler")
-    @classmethod
-    def _check_handler(cls, name: str) -> str:
-        problem = handler_problem(name)
-        if problem:
-            raise ValueError(problem)
-        return name
-
-    @field_validator("idempotency_key", "concurrency_key")
-    @classmethod
-    def _check_key(cls, key: str | None) -> str | None:
-        problem = None if key is None else unsafe_char_problem(key)
-        if problem:
-            raise ValueError(problem)
-        return key
-
-    @field_validator("labels")
-    @classmethod
-    def _check_labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        problem = labels_problem(labels)
-        if problem:
-            raise ValueError(problem)
-        return labels
-
     @property
     def payload(self) -> Any:
         return json.loads(self.payload_json)
