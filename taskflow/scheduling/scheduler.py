@@ -49,6 +49,7 @@ from taskflow.scheduling.models import (
     tick_text,
 )
 from taskflow.scheduling.store import Claim, Fire, ScheduleStore
+from taskflow.waiting import first_of
 from taskflow.workflows.service import DagService
 
 log = logging.getLogger("taskflow.scheduler")
@@ -133,7 +134,7 @@ class Scheduler:
             except Exception:
                 log.exception("scheduler pass failed")
             if wait > 0:
-                await _first(stop, self._wake, timeout=wait)
+                await first_of(stop, self._wake, timeout=wait)
         log.info("scheduler stopped")
 
     async def pause_after(self, report: PassReport) -> float:
@@ -356,15 +357,3 @@ class Scheduler:
 
 def _name(record: ScheduleRecord) -> str:
     return f"{record.namespace}/{record.name}"
-
-
-async def _first(stop: asyncio.Event, wake: asyncio.Event, *, timeout: float) -> None:
-    """Wait until ``stop`` or ``wake`` is set, at most ``timeout`` seconds."""
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await w

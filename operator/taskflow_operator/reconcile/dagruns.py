@@ -9,7 +9,6 @@ status only where what ``kubectl get`` shows changed; an Event marks each run's 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from taskflow.errors import (
     unavailable,
 )
 from taskflow.store.dags import DagStore, RunProgress
+from taskflow.waiting import first_of
 from taskflow.workflows.models import validate_dag
 from taskflow.workflows.service import DagService
 from taskflow_operator.conditions import FALSE, TRUE, now_rfc3339, set_condition
@@ -390,18 +390,7 @@ class DagRunFollower:
                 except Exception:
                     self.ctx.metrics.errors.labels(DAGRUN.kind).inc()
                     log.exception("following DagRuns failed; retrying")
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.woken.wait())]
-            try:
-                await asyncio.wait(
-                    waiters,
-                    timeout=self.ctx.config.task_poll_seconds,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                for w in waiters:
-                    w.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await w
+            await first_of(stop, self.woken, timeout=self.ctx.config.task_poll_seconds)
 
     async def _bodies(self) -> list[dict[str, Any]]:
         namespaces: list[str | None] = list(self.ctx.config.namespaces) or [None]

@@ -12,7 +12,6 @@ deletes the schedules of queues that are gone, and writes each queue's ``status.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 from taskflow.errors import AlreadyExists, InvalidArgument, NotFound
 from taskflow.scheduling.models import ScheduleRecord, ScheduleSpec, validate_schedule
 from taskflow.scheduling.service import ScheduleService
+from taskflow.waiting import first_of
 from taskflow_operator.context import OperatorContext
 from taskflow_operator.crd import TASKQUEUE
 from taskflow_operator.crd.schedule import QueueSchedule
@@ -195,18 +195,7 @@ class ScheduleKeeper:
                 except Exception:
                     self.ctx.metrics.errors.labels("TaskQueue").inc()
                     log.exception("syncing TaskQueue schedules failed; retrying")
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.woken.wait())]
-            try:
-                await asyncio.wait(
-                    waiters,
-                    timeout=self.ctx.config.task_poll_seconds,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                for w in waiters:
-                    w.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await w
+            await first_of(stop, self.woken, timeout=self.ctx.config.task_poll_seconds)
 
     def _namespaces(self) -> list[str | None]:
         return list(self.ctx.config.namespaces) or [None]
