@@ -9,7 +9,6 @@ its files under ``root``; ``redis-cli --cluster create`` splits the 16,384 slots
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Self
 
 import redis
 
+from taskflow.bench.processes import terminate
 from taskflow.embedded import find_redis_server, free_port, port_unavailable
 
 START_DEADLINE = 60.0
@@ -172,13 +172,5 @@ class EmbeddedRedisCluster:
                 r.close()
 
     def stop(self) -> None:
-        for p in self._procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self._procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        terminate(self._procs, grace=10)
         self._procs = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Self, cast
 import redis
 
 from taskflow import keys as K
+from taskflow.bench.processes import terminate
 from taskflow.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from taskflow.queue.dispatch import CLUSTER_SCHEME, is_cluster
 from taskflow.store import apply_migrations
@@ -153,15 +153,7 @@ class BenchServers:
             r.close()
 
     def stop_workers(self) -> None:
-        for p in self._workers:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self._workers:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        terminate(self._workers, grace=30)
         self._workers = []
         if self.redis_url:
             r = self.redis()
@@ -172,12 +164,7 @@ class BenchServers:
 
     def stop(self) -> None:
         self.stop_workers()
-        if self._api is not None and self._api.poll() is None:
-            self._api.send_signal(signal.SIGTERM)
-            try:
-                self._api.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._api.kill()
-                self._api.wait()
+        if self._api is not None:
+            terminate([self._api], grace=30)
         self._api = None
         self._stack.close()
