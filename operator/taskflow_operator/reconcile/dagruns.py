@@ -39,6 +39,7 @@ from taskflow_operator.crd.dagrun import (
     FINISHED_RUN_PHASES,
     DagRunPhase,
     DagRunSpec,
+    DagStep,
     StepPhase,
 )
 from taskflow_operator.events import NORMAL, WARNING, post_event
@@ -108,24 +109,27 @@ def is_finished(status: dict[str, Any]) -> bool:
 # -- submission -------------------------------------------------------------------------------
 
 
+def step_fields(s: DagStep) -> dict[str, Any]:
+    """One step as ``validate_dag`` takes it (the engine's snake_case names)."""
+    step: dict[str, Any] = {
+        "name": s.name,
+        "handler": s.handler,
+        "payload": s.payload,
+        "priority": s.priority,
+        "depends_on": list(s.depends_on),
+    }
+    if s.queue:
+        step["queue"] = s.queue
+    if s.max_retries is not None:
+        step["max_retries"] = s.max_retries
+    if s.timeout_seconds is not None:
+        step["timeout_seconds"] = s.timeout_seconds
+    return step
+
+
 def dag_fields(namespace: str, uid: str, name: str, spec: DagRunSpec) -> dict[str, Any]:
     """The run as ``validate_dag`` takes it (the engine's snake_case names)."""
-    steps: list[dict[str, Any]] = []
-    for s in spec.steps:
-        step: dict[str, Any] = {
-            "name": s.name,
-            "handler": s.handler,
-            "payload": s.payload,
-            "priority": s.priority,
-            "depends_on": list(s.depends_on),
-        }
-        if s.queue:
-            step["queue"] = s.queue
-        if s.max_retries is not None:
-            step["max_retries"] = s.max_retries
-        if s.timeout_seconds is not None:
-            step["timeout_seconds"] = s.timeout_seconds
-        steps.append(step)
+    steps = [step_fields(s) for s in spec.steps]
     return {
         "namespace": namespace,
         "queue": spec.queue,

@@ -28,7 +28,7 @@ from taskflow_operator.context import OperatorContext
 from taskflow_operator.crd import TASKQUEUE
 from taskflow_operator.crd.schedule import QueueSchedule
 from taskflow_operator.events import NORMAL, WARNING, post_event
-from taskflow_operator.reconcile.dagruns import spec_field
+from taskflow_operator.reconcile.dagruns import spec_field, step_fields
 from taskflow_operator.taskstatus import rfc3339
 
 log = logging.getLogger("taskflow.operator.schedules")
@@ -61,22 +61,7 @@ class Declared:
 
 def _target(queue: str, s: QueueSchedule) -> tuple[str, dict[str, Any]]:
     if s.dag is not None:
-        steps: list[dict[str, Any]] = []
-        for step in s.dag.steps:
-            raw: dict[str, Any] = {
-                "name": step.name,
-                "handler": step.handler,
-                "payload": step.payload,
-                "priority": step.priority,
-                "depends_on": list(step.depends_on),
-            }
-            if step.queue:
-                raw["queue"] = step.queue
-            if step.max_retries is not None:
-                raw["max_retries"] = step.max_retries
-            if step.timeout_seconds is not None:
-                raw["timeout_seconds"] = step.timeout_seconds
-            steps.append(raw)
+        steps = [step_fields(step) for step in s.dag.steps]
         return "dag", {
             "queue": queue,
             "name": engine_name(queue, s.name),
