@@ -12,12 +12,10 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import redis
 
-from taskflow.bench.processes import terminate
+from taskflow.bench.processes import Started, terminate
 from taskflow.embedded import find_redis_server, free_port, port_unavailable
 
 START_DEADLINE = 60.0
@@ -27,7 +25,7 @@ class ClusterError(Exception):
     pass
 
 
-class EmbeddedRedisCluster:
+class EmbeddedRedisCluster(Started):
     def __init__(self, root: Path, masters: int = 3, host: str = "127.0.0.1") -> None:
         if masters < 1:
             raise ValueError("masters must be at least 1")
@@ -40,19 +38,6 @@ class EmbeddedRedisCluster:
     @property
     def url(self) -> str:
         return f"redis+cluster://{self.host}:{self.ports[0]}"
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         server = find_redis_server()

@@ -11,13 +11,12 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from types import TracebackType
-from typing import Self, cast
+from typing import cast
 
 import redis
 
 from taskflow import keys as K
-from taskflow.bench.processes import terminate
+from taskflow.bench.processes import Started, terminate
 from taskflow.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from taskflow.queue.dispatch import CLUSTER_SCHEME, is_cluster
 from taskflow.store import apply_migrations
@@ -39,7 +38,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-class BenchServers:
+class BenchServers(Started):
     """Redis, PostgreSQL and the API server for the whole suite; workers per scenario."""
 
     def __init__(self, root: Path, *, redis_url: str | None = None) -> None:
@@ -51,19 +50,6 @@ class BenchServers:
         self.redis_url = ""
         self.database_url = ""
         self.addr = ""
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def env(self) -> dict[str, str]:
