@@ -97,7 +97,7 @@ def run_taskflow(servers: BenchServers, args: argparse.Namespace) -> dict[str, d
 
 
 def run_peer(python: Path, peer: str, redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_REDIS_URL": redis_url, "BENCH_LOG_DIR": str(args.out)}
+    env = {**os.environ, "BENCH_REDIS_URL": redis_url, "BENCH_LOG_DIR": str(args.out.resolve())}
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
         [
