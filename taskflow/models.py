@@ -289,6 +289,20 @@ class Attempt:
     error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class PendingTask:
+    """What the housekeeping sweep needs of a pending task to check it against Redis."""
+
+    id: str
+    namespace: str
+    queue: str
+    updated_at: datetime
+
+    @property
+    def queue_ref(self) -> QueueRef:
+        return QueueRef(self.namespace, self.queue)
+
+
 @dataclass(frozen=True)
 class TaskRecord:
     """A task as PostgreSQL records it."""

@@ -23,7 +23,7 @@ from datetime import timedelta
 
 from taskflow.engine import Engine
 from taskflow.keys import QueueRef
-from taskflow.models import TERMINAL_STATES, TaskRecord, TaskState, utcnow
+from taskflow.models import TERMINAL_STATES, PendingTask, TaskRecord, TaskState, utcnow
 from taskflow.queue.dispatch import RedisAction, enqueue_item
 
 log = logging.getLogger("taskflow.housekeeping")
@@ -88,11 +88,13 @@ async def reclaim_expired(engine: Engine, ref: QueueRef, *, limit: int = 1000) -
     return report
 
 
-async def dispatch_unknown(engine: Engine, tasks: Sequence[TaskRecord], *, grace: bool) -> int:
+async def dispatch_unknown(
+    engine: Engine, tasks: Sequence[PendingTask | TaskRecord], *, grace: bool
+) -> int:
     """Dispatch the pending ``tasks`` Redis does not know; with ``grace``, only those unchanged
     for the orphan grace period (younger ones may still be on their way to Redis)."""
     cutoff = utcnow() - timedelta(seconds=engine.settings.orphan_grace_seconds)
-    by_queue: dict[QueueRef, list[TaskRecord]] = defaultdict(list)
+    by_queue: dict[QueueRef, list[PendingTask | TaskRecord]] = defaultdict(list)
     for t in tasks:
         if not grace or t.updated_at < cutoff:
             by_queue[t.queue_ref].append(t)

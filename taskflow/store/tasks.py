@@ -16,6 +16,7 @@ from taskflow.models import (
     Attempt,
     AttemptResult,
     ExpiredLease,
+    PendingTask,
     RetryPolicy,
     SubmitResult,
     TaskRecord,
@@ -285,17 +286,18 @@ class TaskStore:
             await cur.execute(sql, params)
             return [record_from_row(r) for r in await cur.fetchall()]
 
-    async def pending_page(self, after_id: str | None, limit: int) -> list[TaskRecord]:
-        """Non-terminal tasks in id order, for the housekeeping sweep."""
+    async def pending_page(self, after_id: str | None, limit: int) -> list[PendingTask]:
+        """Non-terminal tasks in id order, for the housekeeping sweep: only what it compares
+        with Redis (a sweep reads thousands of rows; whole records cost it most of its time)."""
         async with self.pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                f"""SELECT {COLUMNS} FROM tasks
-                    WHERE state IN ('scheduled', 'queued', 'running', 'retrying')
-                      AND id > %s ORDER BY id LIMIT %s""",
+            cur = await conn.execute(
+                """SELECT id::text, namespace, queue, updated_at FROM tasks
+                   WHERE state IN ('scheduled', 'queued', 'running', 'retrying')
+                     AND id > %s ORDER BY id LIMIT %s""",
                 (after_id or "00000000-0000-0000-0000-000000000000", limit),
+                prepare=True,
             )
-            return [record_from_row(r) for r in await cur.fetchall()]
+            return [PendingTask(*row) for row in await cur.fetchall()]
 
     async def finished_counts(self) -> dict[tuple[str, str], dict[str, int]]:
         """Terminal-state counts of every queue (a full scan: for rebuilding Redis only)."""
