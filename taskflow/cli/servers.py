@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from taskflow import eventloop
 from taskflow.cli.errors import CommandError, UsageError, first_line, unreachable
 
 if TYPE_CHECKING:
@@ -167,7 +168,11 @@ def _api(args: argparse.Namespace) -> int:
             await services.stop(grace=10.0)
 
     try:
-        asyncio.run(serve())
+        factory = eventloop.loop_factory()
+    except eventloop.EventLoopError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        eventloop.run(serve(), factory)
     except Unavailable as exc:
         raise CommandError(f"cannot reach the store: {exc}") from None
     return 0

@@ -6,12 +6,12 @@ never imports the worker package itself.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import psycopg
 import redis.exceptions
 
+from taskflow import eventloop
 from taskflow.cli.errors import CommandError, UsageError, unreachable
 from taskflow.config import Settings
 from taskflow.keys import QueueRef
@@ -62,10 +62,14 @@ def run_worker(
         concurrency=concurrency,
         drain_grace=drain_grace,
     )
+    try:
+        factory = eventloop.loop_factory()
+    except eventloop.EventLoopError as exc:
+        raise UsageError(str(exc)) from None
     if watch_parent is not None:
         follow_parent(watch_parent, grace=drain_grace + STOP_MARGIN)
     try:
-        asyncio.run(serve_worker(router, settings, config, health_port=health_port))
+        eventloop.run(serve_worker(router, settings, config, health_port=health_port), factory)
     except psycopg.OperationalError as exc:
         raise unreachable("PostgreSQL", settings.database_url, exc) from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
