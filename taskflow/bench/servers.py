@@ -15,6 +15,7 @@ from typing import cast
 
 import redis
 
+from taskflow import eventloop
 from taskflow import keys as K
 from taskflow.bench.processes import Started, terminate
 from taskflow.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
@@ -53,7 +54,13 @@ class BenchServers(Started):
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TASKFLOW_")}
+        # The caller's TaskFlow settings stay out, but for the event loop: it is what an A/B
+        # run of the same benchmark changes (TASKFLOW_EVENT_LOOP=uvloop).
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("TASKFLOW_") or k == eventloop.ENV
+        }
         env["TASKFLOW_REDIS_URL"] = self.redis_url
         env["TASKFLOW_DATABASE_URL"] = self.database_url
         return env
