@@ -23,7 +23,7 @@ from taskflow.bench.servers import BenchServers
 
 #: What the suite runs when no ``--scenario`` is named.
 SCENARIOS = ("submit", "drain", "latency", "claim", "scale", "dag", "cluster")
-#: Run only when named: ``memory`` drains a million tasks (10 to 20 minutes on two cores).
+#: Run only when named: ``memory`` drains a million tasks (6 to 20 minutes on two cores).
 OPTIONAL = ("memory",)
 ALL_SCENARIOS = SCENARIOS + OPTIONAL
 #: Scenarios on the suite's shared servers (``cluster`` starts its own, see ``run_cluster``).
