@@ -12,15 +12,24 @@ from rich.console import Console
 
 from taskflow.bench import report
 from taskflow.bench.servers import BenchError, BenchServers
-from taskflow.bench.suite import SCENARIOS, SHARED, SuitePlan, run_cluster, run_suite
+from taskflow.bench.suite import (
+    ALL_SCENARIOS,
+    SCENARIOS,
+    SHARED,
+    SuitePlan,
+    run_cluster,
+    run_suite,
+)
 from taskflow.cli.errors import CommandError, UsageError
 
 
 def run_suite_command(args: argparse.Namespace) -> int:
     chosen = tuple(args.scenario or SCENARIOS)
-    unknown = [s for s in chosen if s not in SCENARIOS]
+    unknown = [s for s in chosen if s not in ALL_SCENARIOS]
     if unknown:
-        raise UsageError(f"--scenario: unknown {', '.join(unknown)}; one of {', '.join(SCENARIOS)}")
+        raise UsageError(
+            f"--scenario: unknown {', '.join(unknown)}; one of {', '.join(ALL_SCENARIOS)}"
+        )
     plan = (
         SuitePlan.quick(chosen)
         if args.quick

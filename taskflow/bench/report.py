@@ -33,6 +33,13 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "claim": [("mean_ms", "mean ms"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")],
     "dag": [("steps_per_s", "steps/s"), ("p50_ms", "run p50 ms")],
     "cluster": [("tasks_per_s", "tasks/s"), ("record_lag_ms", "last commit after last handler ms")],
+    "memory": [
+        ("idle_mib", "idle MiB"),
+        ("end_mib", "end MiB"),
+        ("peak_mib", "peak MiB"),
+        ("growth_mib_per_100k", "MiB per 100k tasks"),
+        ("tasks_per_s", "tasks/s"),
+    ],
 }
 
 
@@ -146,6 +153,21 @@ def charts(results: Sequence[Result], out: Path) -> list[Path]:
         ax.legend()
         fig.tight_layout()
         path = out / "latency.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+    for r in (r for r in results if r.scenario == "memory"):
+        points = r.params.get("samples") or []
+        if not points:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        ax.plot([n for n, _ in points], [m for _, m in points])
+        ax.set_xlabel("tasks done")
+        ax.set_ylabel("worker RSS, MiB")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"memory: {r.case}")
+        fig.tight_layout()
+        path = out / "memory.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         files.append(path)

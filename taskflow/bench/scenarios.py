@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -349,4 +350,149 @@ def dag(
         f"1+{width}+1 steps",
         {"steps_per_s": runs * len(steps) / total, **summary_ms(durations)},
         {"width": width, "runs": runs, "workers": workers, "concurrency": concurrency},
+    )
+
+
+# -- worker memory --------------------------------------------------------------------------
+
+#: Seconds a freshly started worker is left alone before its idle RSS is read.
+IDLE_SETTLE_SECONDS = 3.0
+#: Seconds between two RSS samples while draining.
+MEMORY_SAMPLE_SECONDS = 1.0
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of process ``pid`` in MiB (Linux: ``/proc/PID/status``)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        raise BenchError(f"process {pid} is gone (or this is not Linux: no /proc)") from None
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
+def growth_per_100k(samples: list[tuple[int, float]], warmup: int) -> float:
+    """MiB per 100,000 tasks: the slope of a least-squares line through the samples
+    ``(tasks done, MiB)`` taken after ``warmup`` tasks (0.0 with fewer than two)."""
+    points = [(float(n), mib) for n, mib in samples if n >= warmup]
+    if len(points) < 2:
+        return 0.0
+    mx = sum(n for n, _ in points) / len(points)
+    my = sum(m for _, m in points) / len(points)
+    var = sum((n - mx) ** 2 for n, _ in points)
+    if var == 0:
+        return 0.0
+    slope = sum((n - mx) * (m - my) for n, m in points) / var
+    return slope * 100_000
+
+
+class _Feeder(threading.Thread):
+    """Submits ``count`` tasks, 1,000 per call, staying at most ``backlog`` ahead of
+    ``done()``; its own thread, so the sampling never waits for a submit call."""
+
+    def __init__(
+        self, servers: BenchServers, queue: str, handler: str, count: int, backlog: int, done: Any
+    ) -> None:
+        super().__init__(name="bench-memory-feeder", daemon=True)
+        self._servers, self._queue, self._handler = servers, queue, handler
+        self._count, self._backlog, self._done = count, backlog, done
+        self.submitted = 0
+        self.error: BaseException | None = None
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with self._servers.client() as c:
+                while self.submitted < self._count and not self.stopping.is_set():
+                    if self.submitted - self._done() >= self._backlog:
+                        time.sleep(0.01)
+                        continue
+                    n = min(1000, self._count - self.submitted)
+                    c.submit_many([TaskRequest(queue=self._queue, handler=self._handler)] * n)
+                    self.submitted += n
+        except BaseException as exc:  # reported by the scenario's loop
+            self.error = exc
+
+
+def memory(
+    servers: BenchServers,
+    *,
+    count: int,
+    concurrency: int,
+    progress: Progress,
+    handler: str = "noop",
+    backlog: int = 20_000,
+    warmup: float = 0.1,
+) -> Result:
+    """One worker process: its RSS idle after start, then sampled every second while it
+    drains ``count`` tasks. Tasks are submitted (1,000 per call, from a thread) while it
+    drains, at most ``backlog`` ahead of it, so the queue stays the size of an ordinary
+    backlog whatever ``count`` is; the rate is therefore the lower of the submit and the
+    drain rates. Growth is the slope of RSS against tasks done over the samples after the
+    first ``warmup`` fraction of the run (caches and pools filled)."""
+    queue = "bench-memory"
+    ref = QueueRef("default", queue)
+    servers.start_workers(1, concurrency, [queue])
+    pid = servers.worker_pids[0]
+    r = servers.redis()
+    feeder_r = servers.redis()
+    samples: list[tuple[int, float]] = []
+    feeder: _Feeder | None = None
+    try:
+        time.sleep(IDLE_SETTLE_SECONDS)
+        idle = rss_mib(pid)
+        base = _succeeded(r, ref)
+        feeder = _Feeder(
+            servers, queue, handler, count, backlog, lambda: _succeeded(feeder_r, ref) - base
+        )
+        feeder.start()
+        first: float | None = None
+        last_done, last_change = -1, time.monotonic()
+        while True:
+            done = _succeeded(r, ref) - base
+            now = time.monotonic()
+            if done and first is None:
+                first = time.perf_counter()
+            samples.append((done, rss_mib(pid)))
+            if done >= count:
+                end = time.perf_counter()
+                break
+            if feeder.error is not None:
+                raise BenchError(f"memory: submitting failed: {feeder.error!r}")
+            if done != last_done:
+                last_done, last_change = done, now
+                progress(done, count)
+            elif now - last_change > STALL_SECONDS:
+                raise BenchError(f"memory: no task finished for {STALL_SECONDS:g}s ({done})")
+            time.sleep(MEMORY_SAMPLE_SECONDS)
+        time.sleep(MEMORY_SAMPLE_SECONDS)
+        final = rss_mib(pid)
+    finally:
+        if feeder is not None:
+            feeder.stopping.set()
+            feeder.join(timeout=STALL_SECONDS)
+        r.close()
+        feeder_r.close()
+        servers.stop_workers()
+    progress(count, count)
+    assert first is not None
+    return Result(
+        "memory",
+        f"1x{concurrency} {handler}, {count:,} tasks",
+        {
+            "idle_mib": idle,
+            "end_mib": final,
+            "peak_mib": max(m for _, m in samples),
+            "growth_mib_per_100k": growth_per_100k(samples, int(count * warmup)),
+            "tasks_per_s": count / max(end - first, 1e-9),
+        },
+        {
+            "tasks": count,
+            "concurrency": concurrency,
+            "handler": handler,
+            "backlog": backlog,
+            "samples": [[n, round(m, 3)] for n, m in samples],
+        },
     )

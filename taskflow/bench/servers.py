@@ -145,6 +145,11 @@ class BenchServers(Started):
         finally:
             r.close()
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the workers ``start_workers`` started."""
+        return [p.pid for p in self._workers]
+
     def stop_workers(self) -> None:
         terminate(self._workers, grace=30)
         self._workers = []

@@ -21,9 +21,13 @@ from taskflow.bench import scenarios as S
 from taskflow.bench.redis_cluster import EmbeddedRedisCluster
 from taskflow.bench.servers import BenchServers
 
+#: What the suite runs when no ``--scenario`` is named.
 SCENARIOS = ("submit", "drain", "latency", "claim", "scale", "dag", "cluster")
+#: Run only when named: ``memory`` drains a million tasks (6 to 20 minutes on two cores).
+OPTIONAL = ("memory",)
+ALL_SCENARIOS = SCENARIOS + OPTIONAL
 #: Scenarios on the suite's shared servers (``cluster`` starts its own, see ``run_cluster``).
-SHARED = SCENARIOS[:-1]
+SHARED = tuple(s for s in ALL_SCENARIOS if s != "cluster")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class SuitePlan:
     cluster_workers: tuple[int, ...] = (2, 4)
     dag_width: int = 50
     dag_runs: int = 10
+    memory_tasks: int = 1_000_000
     notes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -58,6 +63,7 @@ class SuitePlan:
             claim_depths=(1_000, 10_000),
             claims=200,
             dag_runs=3,
+            memory_tasks=50_000,
         )
 
 
@@ -115,6 +121,13 @@ def _steps(plan: SuitePlan) -> list[tuple[str, Step]]:
             (
                 f"DAG 1+{p.dag_width}+1",
                 _one(S.dag, width=p.dag_width, runs=p.dag_runs, **common),
+            )
+        )
+    if "memory" in p.scenarios:
+        steps.append(
+            (
+                f"memory 1x{p.concurrency}, {p.memory_tasks:,} tasks",
+                _one(S.memory, count=p.memory_tasks, concurrency=p.concurrency),
             )
         )
     return steps

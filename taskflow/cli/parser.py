@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario",
         action="append",
         default=None,
-        help="with --suite: submit, drain, latency, claim, scale, dag or cluster (repeatable; all)",
+        help="with --suite: submit, drain, latency, claim, scale, dag, cluster or memory "
+        "(repeatable; default: all but memory)",
     )
     p.add_argument("--quick", action="store_true", help="with --suite: small counts")
 

@@ -4,8 +4,11 @@ Every transition of a task goes through the engine's ``WorkerSession`` (claims, 
 outcomes recorded in PostgreSQL first, then Redis); this module only runs handlers. A slot is
 taken from the claim until the handler has really stopped: a sync handler that ignores a
 cancel or a timeout keeps its thread, and the slot, until it returns, so the worker never
-claims more than it can start at once. SIGTERM drains: no new claims, in-flight tasks get
-``drain_grace`` seconds, the rest are handed back unrun without counting a failure.
+claims more than it can start at once. Nor does it hold more than ``HELD_PER_SLOT`` claims
+per slot counting those whose outcome is still being recorded: when recording lags (a slow
+PostgreSQL), the claim loop waits instead of piling up claims in memory. SIGTERM drains: no
+new claims, in-flight tasks get ``drain_grace`` seconds, the rest are handed back unrun
+without counting a failure.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ FLUSH_TIMEOUT = 5.0
 #: How long a handler asked to stop (cancel, timeout) may take before its slot is counted as
 #: held by an abandoned handler.
 STOP_GRACE = 1.0
+#: Claims held per slot at most, running or with their outcome still being recorded.
+HELD_PER_SLOT = 2
 
 
 @dataclass
@@ -117,6 +122,17 @@ class Worker:
             started_at=self.started_at,
             seen_at=utcnow(),
         )
+
+    @property
+    def max_held(self) -> int:
+        """Claims this worker holds at most: running, or ended and not yet recorded."""
+        return HELD_PER_SLOT * self.config.concurrency
+
+    def _free_slots(self) -> int:
+        """Claims that may be taken now: free slots, less any excess of claims whose outcome
+        is still on its way to PostgreSQL and Redis (backpressure from the recording)."""
+        held = self._session.held if self._session is not None else 0
+        return min(self.config.concurrency - len(self.inflight), self.max_held - held)
 
     @property
     def abandoned(self) -> int:
@@ -196,13 +212,13 @@ class Worker:
         # Claim in batches: with few free slots, wait briefly for more to free up.
         threshold = max(1, min(self.config.claim_batch, self.config.concurrency // 4))
         while not self.draining:
-            free = self.config.concurrency - len(self.inflight)
+            free = self._free_slots()
             if free < threshold:
                 self._slot_freed.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.005 if free else None):
+                    async with asyncio.timeout(0.005 if free > 0 else None):
                         await self._slot_freed.wait()
-                free = self.config.concurrency - len(self.inflight)
+                free = self._free_slots()
                 if free <= 0:
                     continue
             got = 0
@@ -299,21 +315,27 @@ class Worker:
             end = AttemptEnd(Outcome.FAILED, error=f"worker error: {exc!r}", retryable=True)
         process_metrics().ran(claim, end.outcome, time.monotonic() - flight.started)
         reason = flight.stop_reason
+        recorded: asyncio.Future[Any] | None = None
         if reason == "drain":
-            session.release(claim, "the worker shut down before the handler finished")
+            recorded = session.release(claim, "the worker shut down before the handler finished")
         elif reason == "lost":
             session.abandon(claim)  # housekeeping ended this attempt; it owns the task now
         elif reason == "ended":
             # the task had ended before this claim: the record refuses this attempt's outcome
             # and the claim is dropped in Redis
-            session.finish(claim, AttemptEnd(Outcome.CANCELLED, retryable=False), max_retries=0)
+            recorded = session.finish(
+                claim, AttemptEnd(Outcome.CANCELLED, retryable=False), max_retries=0
+            )
         else:
-            session.finish(claim, end, max_retries=flight.ctx.max_retries)
+            recorded = session.finish(claim, end, max_retries=flight.ctx.max_retries)
             if end.outcome is Outcome.FAILED or end.outcome is Outcome.TIMEOUT:
                 log.info(
                     "task failed",
                     extra={"task_id": claim.id, "attempt": claim.attempt, "error": end.error},
                 )
+        if recorded is not None:
+            # the claim stops counting against ``max_held`` once recorded: wake the claim loop
+            recorded.add_done_callback(lambda _: self._slot_freed.set())
         self.finished_total += 1
         if flight.handler is not None and not flight.handler.done():
             await asyncio.wait({flight.handler}, timeout=STOP_GRACE)
