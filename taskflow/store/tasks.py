@@ -131,10 +131,11 @@ def insert_params(tasks: Sequence[NewTask]) -> list[list[Any]]:
 
 async def _configure(conn: AsyncConnection[Any]) -> None:
     """Every store connection plans each execution of a prepared statement for its own
-    parameters. The batched statements take their rows as arrays (``unnest``); a generic
-    plan, which PostgreSQL switches to after five executions, cannot see an array's length
-    and plans for ten rows, so a batch of 1,000 ran nested loops over 1,000 by 1,000 rows:
-    ``submit_many`` of 1,000 fell from about 9,000 tasks/s to 480 once the plan was cached."""
+    parameters. The batched statements take their rows as arrays (``unnest``, ``ANY``); a
+    generic plan, which PostgreSQL may keep after five executions (psycopg prepares what a
+    connection ran five times), cannot see an array's length and plans for ten rows: the
+    idempotency lookup before a ``submit_many`` of 1,000 took seconds, growing with the table,
+    and ``submit_many`` fell from about 9,000 tasks/s to 480."""
     await conn.execute("SET plan_cache_mode = force_custom_plan")
 
 
