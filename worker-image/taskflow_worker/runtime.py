@@ -47,7 +47,7 @@ FLUSH_TIMEOUT = 5.0
 #: held by an abandoned handler.
 STOP_GRACE = 1.0
 #: Claims held per slot at most, running or with their outcome still being recorded.
-HELD_PER_SLOT = 2
+HELD_PER_SLOT = 4
 
 
 @dataclass
