@@ -13,7 +13,8 @@ unfinished for a while) from ``--creators`` threads, then reports:
 - the operator's CPU and RSS over time (1 s samples), PostgreSQL transactions/s (the whole
   database; the same with no operator running is measured first, as a baseline);
 - API requests per object (kube-apiserver's own counters: writes to tasks, Events, GETs);
-- the operator's idle cost with every object finished, and its RSS after they are deleted.
+- the operator's idle cost with every object finished; then, with every object deleted, its
+  RSS ``--after`` seconds later, its peak RSS while deleting and its CPU since the first delete.
 
 The operator runs with ``--no-housekeeping``: ``taskflow dev`` sweeps already, and what is
 measured is the cost of the objects.
@@ -132,6 +133,10 @@ class Operator:
         )
         self.ps = psutil.Process(self.proc.pid)
         self.ps.cpu_percent()
+
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
@@ -284,6 +289,9 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=2.0, help="operator --task-poll (2)")
     parser.add_argument("--idle", type=float, default=60.0, help="idle seconds measured (60)")
     parser.add_argument("--settle", type=float, default=60.0, help="seconds before idle (60)")
+    parser.add_argument(
+        "--after", type=float, default=30.0, help="RSS this long after deletion (30 s)"
+    )
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--series", type=float, default=10.0, help="seconds between rows (10)")
     args = parser.parse_args()
@@ -432,6 +440,7 @@ def main() -> int:
         print(flush=True)
 
         t_delete = time.monotonic()
+        cpu_at_delete = op.cpu_seconds()
         while phases(custom):
             try:
                 custom.delete_collection_namespaced_custom_object(
@@ -442,9 +451,33 @@ def main() -> int:
             if time.monotonic() - t_delete > args.timeout:
                 raise SystemExit("objects still there after --timeout")
             time.sleep(2)
-        print(f"all objects deleted in {time.monotonic() - t_delete:.1f}s")
-        time.sleep(20)
-        print(f"operator RSS 20 s after the objects are deleted: {sampler.latest().rss_mb:.0f} MB")
+        t_deleted = time.monotonic()
+        print(f"all objects deleted in {t_deleted - t_delete:.1f}s", flush=True)
+        time.sleep(args.after)
+        after = sampler.latest()
+        cpu_deleting = op.cpu_seconds() - cpu_at_delete
+        deleting = sampler.between(t_delete - sampler.t0, after.t)
+        print()
+        print("| after deletion | value |")
+        print("|---|---|")
+        print(f"| RSS before deleting (idle, all finished) | {idle_rss:.0f} MB |")
+        print(f"| RSS peak while deleting | {max(s.rss_mb for s in deleting):.0f} MB |")
+        print(f"| RSS {args.after:g} s after every object is deleted | {after.rss_mb:.0f} MB |")
+        print(
+            f"| operator CPU from the first delete to then | {cpu_deleting:.1f} s"
+            f" ({100 * cpu_deleting / (time.monotonic() - t_delete):.0f} % of a core"
+            f" over {time.monotonic() - t_delete:.0f} s) |"
+        )
+        print()
+        print("| t (s) after the first delete | CPU % | RSS MB |")
+        print("|---|---|---|")
+        last = None
+        for s in deleting:
+            if last is not None and s.t - last.t < args.series / 2:
+                continue
+            print(f"| {s.t - (t_delete - sampler.t0):.0f} | {s.cpu:.0f} | {s.rss_mb:.0f} |")
+            last = s
+        print(flush=True)
         return 0
     finally:
         if sampler is not None:

@@ -16,6 +16,7 @@ from taskflow.store import apply_migrations
 from taskflow_operator import credentials, peering
 from taskflow_operator.context import OperatorContext, context
 from taskflow_operator.kube import Kube
+from taskflow_operator.memory import Trimmer
 from taskflow_operator.metrics import OperatorMetrics, http_app
 from taskflow_operator.persistence import TaskDiffBaseStorage, TaskProgressStorage
 from taskflow_operator.reconcile.housekeeping import housekeeping_loop
@@ -96,6 +97,8 @@ async def _start(config: OperatorConfig) -> OperatorContext:
         raise
     if config.housekeeping:
         ctx.background.append(asyncio.create_task(housekeeping_loop(ctx, ctx.stop)))
+    if (trimmer := Trimmer.create()) is not None:
+        ctx.background.append(asyncio.create_task(trimmer.run(ctx.stop)))
     log.info(
         "operator started (Kubernetes: %s, from %s; HTTP %s)",
         source.describe(),
