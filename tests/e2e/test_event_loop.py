@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from taskflow.bench.processes import terminate
 from taskflow.embedded import free_port
 from taskflow.store import apply_migrations
 from taskflow_client import Client
@@ -75,14 +76,7 @@ def uvloop_stack(redis_url: str, database_url: str, tmp_path: Path) -> Iterator[
         exited = [p.args for p in procs if p.poll() is not None]
         assert not exited, f"{exited} exited early:\n{log.read_text()}"
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        terminate(procs, grace=DEADLINE)
 
 
 def test_api_and_worker_run_a_task_on_uvloop(uvloop_stack: tuple[str, Path]) -> None:
