@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -69,6 +70,46 @@ def test_parse_task_id_rejects_garbage_naming_the_field() -> None:
 
 def test_dispatch_blob_round_trips() -> None:
     blob = DispatchBlob("id", "h", '{"a": [1, null]}', 4, 2.5, RetryPolicy(), max_retries_set=False)
+    assert DispatchBlob.decode("id", blob.encode()) == blob
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        DispatchBlob("id", "h", "null", 0, 0.0, RetryPolicy()),
+        DispatchBlob(
+            "id",
+            'app.tasks:send "quoted" \\ é 𝄞 \u2028',
+            "[1]",
+            1000,
+            604800,
+            RetryPolicy(initial_seconds=1e-05, multiplier=1.5, max_seconds=0.1),
+            max_retries_set=False,
+            run_id="run-1",
+            step='step "two"',
+            due_ms=1_767_225_600_123,
+            traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        DispatchBlob("id", "h", "{}", 3, 2.5, RetryPolicy(), run_id="r", step=None),
+    ],
+)
+def test_dispatch_blob_header_is_the_json_of_its_settings(blob: DispatchBlob) -> None:
+    header, _, payload = blob.encode().partition("\n")
+    fields: dict[str, object] = {
+        "h": blob.handler,
+        "r": blob.max_retries,
+        "rs": blob.max_retries_set,
+        "t": blob.timeout_seconds,
+        "b": [blob.retry.initial_seconds, blob.retry.multiplier, blob.retry.max_seconds],
+    }
+    if blob.run_id:
+        fields["d"] = [blob.run_id, blob.step]
+    if blob.due_ms:
+        fields["q"] = blob.due_ms
+    if blob.traceparent:
+        fields["tp"] = blob.traceparent
+    assert header == json.dumps(fields, separators=(",", ":"))
+    assert payload == blob.payload_json
     assert DispatchBlob.decode("id", blob.encode()) == blob
 
 
