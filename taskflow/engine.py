@@ -176,8 +176,9 @@ class Engine:
 
     async def _submit_batch(self, specs: Sequence[TaskSubmission]) -> list[SubmitResult]:
         now = utcnow()
-        defaults = await self.defaults_of(specs)
-        new = [self.new_task(spec, defaults[spec.queue_ref], now) for spec in specs]
+        refs = [spec.queue_ref for spec in specs]  # built once per task: they are hashed twice
+        defaults = {ref: await self.defaults_for(ref) for ref in set(refs)}
+        new = [self.new_task(s, defaults[ref], now) for s, ref in zip(specs, refs, strict=True)]
         with unavailable("PostgreSQL"):
             results = await self.store.insert(new)
         created = {r.task_id for r in results if r.created}
@@ -222,11 +223,12 @@ class Engine:
 
     async def dispatch_new(self, tasks: Sequence[NewTask]) -> None:
         """Hand tasks just recorded to Redis (``waiting`` DAG steps stay out)."""
-        by_queue: dict[QueueRef, list[EnqueueItem]] = defaultdict(list)
+        by_queue: dict[tuple[str, str], list[EnqueueItem]] = defaultdict(list)
         for t in tasks:
             if t.state is not TaskState.WAITING:
-                by_queue[t.spec.queue_ref].append(new_enqueue_item(t))
-        for ref, items in by_queue.items():
+                by_queue[t.spec.namespace, t.spec.queue].append(new_enqueue_item(t))
+        for (namespace, name), items in by_queue.items():
+            ref = QueueRef(namespace, name)
             try:
                 await self.dispatcher.enqueue(ref, items)
             except STORE_ERRORS as exc:

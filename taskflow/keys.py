@@ -24,7 +24,7 @@ BENCH_COUNTER = f"{PREFIX}:bench:counter"
 BENCH_STARTED = f"{PREFIX}:bench:started"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueRef:
     """A queue's identity: two teams' ``emails`` queues in two namespaces never mix."""
 
