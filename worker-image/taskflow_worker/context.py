@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,9 @@ class TaskContext:
     worker: str
     logger: logging.LoggerAdapter[logging.Logger]
     _report: Callable[[str, float, str | None], None] = field(repr=False)
-    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: Set on the event loop, read from a sync handler's thread: a plain attribute is enough
+    #: (a threading.Event per task cost more than the rest of the task's set-up).
+    _cancel_requested: bool = field(default=False, repr=False)
 
     #: Earlier attempts of this task that failed (lost leases and hand-backs do not count).
     failures: int = 0
@@ -42,7 +43,7 @@ class TaskContext:
     @property
     def cancelled(self) -> bool:
         """True once cancellation was requested: sync handlers should check it and return."""
-        return self._cancelled.is_set()
+        return self._cancel_requested
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress (0..1); safe to call from async and sync handlers alike."""

@@ -80,7 +80,7 @@ class InFlight:
     def request_stop(self, reason: str) -> None:
         if not self.stop_reason:
             self.stop_reason = reason
-            self.ctx._cancelled.set()
+            self.ctx._cancel_requested = True
             _resolve(self.wake)
 
 
@@ -400,7 +400,7 @@ class Worker:
                     timer.cancel()
         if handler.done():
             return _classify(handler)
-        flight.ctx._cancelled.set()
+        flight.ctx._cancel_requested = True
         if isinstance(handler, asyncio.Task):
             handler.cancel()
         if flight.stop_requested:
