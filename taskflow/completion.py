@@ -33,6 +33,7 @@ from taskflow.queue.dispatch import Dispatcher, RedisAction
 from taskflow.store.tasks import BatchRecord, Claim, Progress, RecordedResult, TaskStore
 from taskflow.telemetry.metrics import process_metrics
 from taskflow.values import clean_text
+from taskflow.waiting import cancel_and_wait
 
 log = logging.getLogger("taskflow.completion")
 
@@ -150,9 +151,7 @@ class CompletionRecorder:
         unrecorded (their leases expire and housekeeping repairs them from PostgreSQL)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.flushed(), timeout)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         unfinished = [*self._in_flight, *self._ends]
         for end in unfinished:
             if not end.done.done():

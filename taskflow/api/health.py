@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -11,6 +10,7 @@ from grpc_health.v1 import health, health_pb2
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
 from taskflow.errors import Unavailable
+from taskflow.waiting import cancel_and_wait
 
 log = logging.getLogger("taskflow.api.health")
 
@@ -79,9 +79,7 @@ class ReadinessMonitor:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self._servicer.enter_graceful_shutdown()
 

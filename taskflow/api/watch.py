@@ -17,6 +17,7 @@ from typing import Generic, Protocol, TypeVar
 
 from taskflow.errors import NotFound, Unavailable
 from taskflow.models import TaskRecord, TaskState, utcnow
+from taskflow.waiting import cancel_and_wait
 
 log = logging.getLogger("taskflow.api.watch")
 
@@ -116,9 +117,7 @@ class WatchHub(Generic[R]):
         """Stop polling; every open watch ends with ``Unavailable`` (clients reconnect)."""
         self._closed = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         self._fail_all(Unavailable("the server is shutting down; watch again"))
 

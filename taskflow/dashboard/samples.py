@@ -9,7 +9,6 @@ that failed. Nothing is stored: a restarted server starts a new history.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 
 from taskflow.errors import TaskFlowError
 from taskflow.models import QueueStats
+from taskflow.waiting import cancel_and_wait
 
 log = logging.getLogger("taskflow.dashboard")
 
@@ -131,13 +131,10 @@ class QueueSampler:
             self._task = asyncio.create_task(self._run(), name="dashboard-sampler")
 
     async def stop(self) -> None:
-        """Stop sampling. The loop also checks a flag: a cancellation that lands inside a
-        store's client and is swallowed there still ends it at the next turn."""
+        """Stop sampling (the loop also checks a flag, and ends at its next turn)."""
         if self._task is not None:
             self._stopping.set()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

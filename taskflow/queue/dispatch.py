@@ -25,6 +25,7 @@ from taskflow.models import (
     WorkerStatus,
 )
 from taskflow.queue.scripts import Scripts, legacy_script_source
+from taskflow.waiting import cancel_and_wait
 
 __all__ = [
     "ClaimBatch",
@@ -310,9 +311,7 @@ class Dispatcher:
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for w in waits:
-                w.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
+            await cancel_and_wait(*waits)
 
     async def set_rate_limit(self, ref: QueueRef, rate: RateLimit | None) -> None:
         k = QueueKeys(ref)

@@ -33,6 +33,7 @@ from taskflow.errors import STORE_ERRORS
 from taskflow.keys import QueueRef
 from taskflow.models import ClaimedTask, Outcome, WorkerStatus, utcnow
 from taskflow.telemetry.metrics import process_metrics
+from taskflow.waiting import cancel_and_wait
 from taskflow.worker_session import AttemptEnd, LeaseEvents, WorkerSession
 from taskflow_worker.context import PermanentError, TaskContext
 from taskflow_worker.router import HandlerSpec, Router
@@ -174,13 +175,10 @@ class Worker:
             await stop.wait()
         finally:
             self.draining = True
-            claimer.cancel()
-            await asyncio.gather(claimer, return_exceptions=True)
+            await cancel_and_wait(claimer)
             await self._drain()
             await session.close(FLUSH_TIMEOUT)
-            heart.cancel()
-            listener.cancel()
-            await asyncio.gather(heart, listener, return_exceptions=True)
+            await cancel_and_wait(heart, listener)
             self._threads.shutdown()
             if self.abandoned:
                 log.warning(
