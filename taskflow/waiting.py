@@ -16,3 +16,10 @@ async def first_of(stop: asyncio.Event, wake: asyncio.Event, *, timeout: float) 
             w.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await w
+
+
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``stop`` is set, at most ``seconds``; whether it was set by then."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    return stop.is_set()

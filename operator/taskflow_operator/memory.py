@@ -25,6 +25,8 @@ import os
 import platform
 from dataclasses import dataclass
 
+from taskflow.waiting import stopped_within
+
 log = logging.getLogger("taskflow.operator.memory")
 
 MB = 2**20
@@ -122,11 +124,8 @@ class Trimmer:
         return True
 
     async def run(self, stop: asyncio.Event, interval: float = 5.0) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                self.check()
+        while not await stopped_within(stop, interval):
+            self.check()
 
 
 def rss_bytes() -> int:
