@@ -12,7 +12,7 @@ import psycopg
 import redis.exceptions
 
 from taskflow import eventloop
-from taskflow.cli.errors import CommandError, UsageError, unreachable
+from taskflow.cli.errors import CommandError, UsageError, loop_factory, unreachable
 from taskflow.config import Settings
 from taskflow.keys import QueueRef
 from taskflow.loading import AppLoadError
@@ -62,10 +62,7 @@ def run_worker(
         concurrency=concurrency,
         drain_grace=drain_grace,
     )
-    try:
-        factory = eventloop.loop_factory()
-    except eventloop.EventLoopError as exc:
-        raise UsageError(str(exc)) from None
+    factory = loop_factory()
     if watch_parent is not None:
         follow_parent(watch_parent, grace=drain_grace + STOP_MARGIN)
     try:
