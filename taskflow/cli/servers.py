@@ -188,6 +188,7 @@ def _worker(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             drain_grace=args.drain_grace,
             health_port=args.health_port,
+            health_host=args.health_host,
             watch_parent=args.watch_parent,
         )
     )
