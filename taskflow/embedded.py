@@ -58,6 +58,8 @@ LOG_TAIL_LINES = 20
 POLL_INTERVAL = 0.02
 _SOCKET_PATH_LIMIT = 100
 _ADDRESS_IN_USE = re.compile(r"address already in use", re.IGNORECASE)
+#: What ``port_unavailable`` says of a port another socket holds.
+PORT_IN_USE = "port is already in use"
 
 
 class EmbeddedServerError(Exception):
@@ -91,7 +93,7 @@ def port_unavailable(host: str, port: int) -> str | None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            return "port is already in use" if exc.errno == errno.EADDRINUSE else str(exc)
+            return PORT_IN_USE if exc.errno == errno.EADDRINUSE else str(exc)
     return None
 
 

@@ -13,7 +13,6 @@ period are deleted in batches.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from taskflow.keys import QueueRef
 from taskflow.models import utcnow
 from taskflow.recovery import dispatch_unknown, reclaim_expired
 from taskflow.telemetry.metrics import process_metrics
+from taskflow.waiting import stopped_within
 
 log = logging.getLogger("taskflow.housekeeping")
 
@@ -79,8 +79,7 @@ class Housekeeper:
             except Exception:
                 log.exception("sweep failed")
             elapsed = time.monotonic() - started
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=max(0.05, interval - elapsed))
+            await stopped_within(stop, max(0.05, interval - elapsed))
 
     async def sweep_once(self) -> SweepReport:
         report = SweepReport()

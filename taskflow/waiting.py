@@ -19,6 +19,14 @@ async def first_of(stop: asyncio.Event, wake: asyncio.Event, *, timeout: float) 
                 await w
 
 
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait until ``stop`` is set, at most ``seconds``; whether it was set by then."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    return stop.is_set()
+
+
 #: How long ``cancel_and_wait`` gives a cancelled task before cancelling it again.
 RECANCEL_SECONDS = 0.1
 

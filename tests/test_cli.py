@@ -135,6 +135,39 @@ def test_worker_rejects_bad_concurrency(capsys: pytest.CaptureFixture[str]) -> N
     assert "--concurrency: must be at least 1, got 0" in one_line(err)
 
 
+WORKER = ("worker", "--app", "taskflow_worker.examples:router")
+
+
+@pytest.mark.parametrize("host", ["", "bad host", "127.0.0.1:8081", "under_score.example"])
+def test_worker_rejects_a_health_host_that_is_no_address(
+    capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    code, _, err = run(capsys, *WORKER, "--health-host", host)
+    assert code == 2
+    assert f"--health-host: expected an IP address or a host name, got {host!r}" in one_line(err)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        # TEST-NET-1: an address of no interface of this machine.
+        ("192.0.2.1", "free", "--health-host: cannot listen on 192.0.2.1:{port}: "),
+        (
+            "127.0.0.1",
+            "taken",
+            "--health-port: cannot listen on 127.0.0.1:{port}: port is already in use",
+        ),
+    ],
+)
+def test_worker_names_the_health_flag_it_cannot_listen_with(
+    capsys: pytest.CaptureFixture[str], taken_port: int, host: str, port: str, expected: str
+) -> None:
+    number = taken_port if port == "taken" else free_port()
+    code, _, err = run(capsys, *WORKER, "--health-port", str(number), "--health-host", host)
+    assert code == 2
+    assert expected.format(port=number) in one_line(err)
+
+
 def test_dev_rejects_bad_app_before_starting_anything(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

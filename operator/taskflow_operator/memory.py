@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
-import os
 import platform
 from dataclasses import dataclass
+
+from taskflow.procfs import RssUnavailable, rss_bytes
+from taskflow.waiting import stopped_within
 
 log = logging.getLogger("taskflow.operator.memory")
 
@@ -107,9 +109,9 @@ class Trimmer:
         free = self.free_bytes()
         if not self.policy.due(free):
             return False
-        before = rss_bytes()
+        before = _rss()
         self._libc.malloc_trim(0)
-        after = rss_bytes()
+        after = _rss()
         self.policy.trimmed(self.free_bytes())
         self.trims += 1
         self.released += max(0, before - after)
@@ -122,16 +124,13 @@ class Trimmer:
         return True
 
     async def run(self, stop: asyncio.Event, interval: float = 5.0) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                self.check()
+        while not await stopped_within(stop, interval):
+            self.check()
 
 
-def rss_bytes() -> int:
+def _rss() -> int:
+    """This process's RSS; 0 where ``/proc`` cannot tell (a trim then counts as releasing none)."""
     try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
+        return rss_bytes()
+    except RssUnavailable:
         return 0

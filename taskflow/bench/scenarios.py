@@ -17,6 +17,7 @@ from taskflow.bench.servers import BenchError, BenchServers, wait_until
 from taskflow.bench.stats import summary_ms
 from taskflow.keys import QueueKeys, QueueRef
 from taskflow.models import DispatchBlob, RetryPolicy
+from taskflow.procfs import RssUnavailable, rss_bytes
 from taskflow.queue.dispatch import Dispatcher, EnqueueItem
 from taskflow_client import TaskRequest
 
@@ -362,15 +363,11 @@ MEMORY_SAMPLE_SECONDS = 1.0
 
 
 def rss_mib(pid: int) -> float:
-    """Resident set size of process ``pid`` in MiB (Linux: ``/proc/PID/status``)."""
+    """Resident set size of process ``pid`` in MiB; a :class:`BenchError` when there is none."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except FileNotFoundError:
-        raise BenchError(f"process {pid} is gone (or this is not Linux: no /proc)") from None
-    raise BenchError(f"no VmRSS for process {pid}")
+        return rss_bytes(pid) / 2**20
+    except RssUnavailable as exc:
+        raise BenchError(str(exc)) from None
 
 
 def growth_per_100k(samples: list[tuple[int, float]], warmup: int) -> float:

@@ -9,7 +9,8 @@ server or a failed task is exit code 1. No traceback reaches the user.
 * ``servers``: the server commands.
 * ``client_commands``: the commands that call the API, and how its errors read.
 * ``output``: tasks and queues as text or JSON, and the progress line.
-* ``errors``: ``UsageError``, ``CommandError`` and the exit codes.
+* ``errors``: ``UsageError``, ``CommandError``, the exit codes, and the lower layers' errors
+  that become them.
 """
 
 from taskflow.cli.entrypoint import main

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from taskflow import eventloop
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -13,6 +15,15 @@ class UsageError(Exception):
 
 class CommandError(Exception):
     """The command could not do its job; exit code 1."""
+
+
+def loop_factory() -> eventloop.LoopFactory | None:
+    """The event loop ``TASKFLOW_EVENT_LOOP`` chooses (``eventloop.loop_factory``); a
+    ``UsageError`` when this installation cannot run it."""
+    try:
+        return eventloop.loop_factory()
+    except eventloop.EventLoopError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def unreachable(server: str, url: str, exc: BaseException) -> CommandError:

@@ -6,6 +6,7 @@ A bad flag is one line on stderr that names it (``--payload: not valid JSON``), 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import re
 import sys
@@ -66,6 +67,24 @@ def _port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), got {value}")
     return value
+
+
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def _host(text: str) -> str:
+    """An interface to listen on: an IP address or a host name (resolved when it binds)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(text):
+            raise argparse.ArgumentTypeError(
+                f"expected an IP address or a host name, got {text!r}"
+            ) from None
+    return text
 
 
 def _json_value(text: str) -> Any:
@@ -196,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", type=_name, default="default", help="(default default)")
     p.add_argument("--concurrency", type=_int_at_least(1), default=10, help="(10)")
     p.add_argument("--health-port", type=_port, default=None, help="serve /healthz, /readyz")
+    p.add_argument(
+        "--health-host", type=_host, default="0.0.0.0", help="interface of --health-port (0.0.0.0)"
+    )
     p.add_argument("--drain-grace", type=_seconds(positive=False), default=25.0, help="(25)")
     p.add_argument("--watch-parent", type=int, default=None, help=argparse.SUPPRESS)
 

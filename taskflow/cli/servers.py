@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from taskflow import eventloop
-from taskflow.cli.errors import CommandError, UsageError, first_line, unreachable
+from taskflow.cli.errors import CommandError, UsageError, first_line, loop_factory, unreachable
 
 if TYPE_CHECKING:
     from taskflow.config import Settings
@@ -167,10 +167,7 @@ def _api(args: argparse.Namespace) -> int:
         finally:
             await services.stop(grace=10.0)
 
-    try:
-        factory = eventloop.loop_factory()
-    except eventloop.EventLoopError as exc:
-        raise UsageError(str(exc)) from None
+    factory = loop_factory()
     try:
         eventloop.run(serve(), factory)
     except Unavailable as exc:
@@ -191,6 +188,7 @@ def _worker(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             drain_grace=args.drain_grace,
             health_port=args.health_port,
+            health_host=args.health_host,
             watch_parent=args.watch_parent,
         )
     )

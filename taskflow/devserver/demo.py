@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from taskflow.waiting import stopped_within
 from taskflow_client import AsyncClient, QueueStats, TaskFlowError, TaskRequest, TaskState
 
 log = logging.getLogger("taskflow.dev")
@@ -142,10 +143,7 @@ class Demo:
                     delay = max(0.0, next_at - time.monotonic())
                     if delay == 0.0:
                         next_at = time.monotonic()
-                    try:
-                        await asyncio.wait_for(stop.wait(), timeout=delay)
-                    except TimeoutError:
-                        continue
+                    await stopped_within(stop, delay)
 
     def _rows(
         self,

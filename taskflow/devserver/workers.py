@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskflow.tether import STOP_MARGIN
+from taskflow.waiting import stopped_within
 
 log = logging.getLogger("taskflow.dev")
 
@@ -148,8 +149,7 @@ class WorkerSupervisor:
                 slot.log_path,
                 _tail(slot.log_path),
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            if await stopped_within(self._stopping, delay):
                 return
             slot.restarts += 1
             await self._spawn(slot)

@@ -1,8 +1,14 @@
-"""Fixtures for API tests: a migrated engine, an API server on free ports, and gRPC stubs."""
+"""Fixtures for API tests: a migrated engine, an API server on free ports, and gRPC stubs.
+
+Test channels (``open_channel``) give every call that sets no deadline one of
+``DEFAULT_DEADLINE`` seconds: a server that stalls fails that call in seconds (a unary call's
+error names the method), not the whole test at pytest's timeout. Streams get the same default;
+a watch that must stay open longer passes its own ``timeout``, as the watch tests do.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -26,6 +32,55 @@ WORKER = "test-worker"
 #: Small enough that tests can exceed it cheaply.
 MAX_PAYLOAD = 64 * 1024
 
+#: Seconds a call of a test channel may take when it does not say.
+DEFAULT_DEADLINE = 30.0
+
+
+class _DefaultDeadline:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def details(self, details: aio.ClientCallDetails) -> aio.ClientCallDetails:
+        """``details`` with the default deadline when they have none."""
+        return details if details.timeout is not None else details._replace(timeout=self.seconds)
+
+
+class _UnaryDeadline(_DefaultDeadline, aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: aio.ClientCallDetails, request: Any
+    ) -> Any:
+        call = await continuation(self.details(details), request)
+        if details.timeout is not None:
+            return call
+        try:
+            await call
+        except aio.AioRpcError as exc:
+            if exc.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:
+                return call  # the caller sees the error as the server sent it
+            raise aio.AioRpcError(
+                exc.code(),
+                exc.initial_metadata(),
+                exc.trailing_metadata(),
+                f"{details.method.decode()}: no answer within the tests' default deadline of "
+                f"{self.seconds:g}s (a stalled server?)",
+                exc.debug_error_string(),
+            ) from None
+        return call
+
+
+class _StreamDeadline(_DefaultDeadline, aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self.details(details), request)
+
+
+def open_channel(target: str, default_deadline: float = DEFAULT_DEADLINE) -> aio.Channel:
+    """An insecure channel to ``target`` whose calls have ``default_deadline`` unless they set
+    a timeout of their own."""
+    interceptors = [_UnaryDeadline(default_deadline), _StreamDeadline(default_deadline)]
+    return aio.insecure_channel(target, interceptors=interceptors)
+
 
 @pytest.fixture
 def settings(redis_url: str, database_url: str) -> Settings:
@@ -44,7 +99,7 @@ async def api_server(engine: Engine) -> AsyncIterator[ApiServer]:
 
 @pytest.fixture
 async def channel(api_server: ApiServer) -> AsyncIterator[aio.Channel]:
-    async with aio.insecure_channel(f"127.0.0.1:{api_server.grpc_port}") as ch:
+    async with open_channel(f"127.0.0.1:{api_server.grpc_port}") as ch:
         yield ch
 
 

@@ -23,7 +23,7 @@ from taskflow.queue.dispatch import Dispatcher
 from taskflow.store import TaskStore, apply_migrations
 from taskflow_client.v1 import tasks_pb2 as pb
 from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
-from tests.api.conftest import QUEUE, closed_port_redis, rpc_error, submit
+from tests.api.conftest import QUEUE, closed_port_redis, open_channel, rpc_error, submit
 
 TIMEOUT = 30.0
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -64,7 +64,7 @@ async def redis_down_server(redis_down_engine: Engine) -> AsyncIterator[ApiServe
 async def test_without_redis_submissions_are_durable_and_redis_reads_unavailable(
     redis_down_server: ApiServer, settings: Settings
 ) -> None:
-    async with aio.insecure_channel(f"127.0.0.1:{redis_down_server.grpc_port}") as channel:
+    async with open_channel(f"127.0.0.1:{redis_down_server.grpc_port}") as channel:
         stub = pb_grpc.TaskServiceStub(channel)
         task_id = await submit(stub)
 
@@ -124,7 +124,7 @@ async def test_postgres_outage_is_unavailable_then_recovers(
     )
     await server.start()
     try:
-        async with aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        async with open_channel(f"127.0.0.1:{server.grpc_port}") as channel:
             stub = pb_grpc.TaskServiceStub(channel)
             task_id = await submit(stub)
             await wait_for_status(channel, SERVING)

@@ -22,7 +22,7 @@ from taskflow.engine import Engine
 from taskflow.store import apply_migrations
 from taskflow_client.v1 import tasks_pb2 as pb
 from taskflow_client.v1 import tasks_pb2_grpc as pb_grpc
-from tests.api.conftest import QUEUE, rpc_error, spec, submit
+from tests.api.conftest import QUEUE, open_channel, rpc_error, spec, submit
 
 TOKEN = "s3cret-token"
 TASK_SERVICE = "taskflow.v1.TaskService"
@@ -40,7 +40,7 @@ async def secured_server(settings: Settings) -> AsyncIterator[ApiServer]:
 
 
 async def test_token_is_required_when_configured(secured_server: ApiServer) -> None:
-    async with aio.insecure_channel(f"127.0.0.1:{secured_server.grpc_port}") as channel:
+    async with open_channel(f"127.0.0.1:{secured_server.grpc_port}") as channel:
         stub = pb_grpc.TaskServiceStub(channel)
         err = await rpc_error(stub.ListTasks(pb.ListTasksRequest()))
         assert err.code == grpc.StatusCode.UNAUTHENTICATED
@@ -158,7 +158,7 @@ async def test_serve_runs_until_stopped(settings: Settings) -> None:
         serve(settings, f"127.0.0.1:{grpc_port}", f"127.0.0.1:{free_port()}", stop)
     )
     try:
-        async with aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        async with open_channel(f"127.0.0.1:{grpc_port}") as channel:
             await asyncio.wait_for(channel.channel_ready(), 30)
             stub = pb_grpc.TaskServiceStub(channel)
             task_id = await submit(stub)

@@ -95,9 +95,27 @@ def test_api_and_worker_run_a_task_on_uvloop(uvloop_stack: tuple[str, Path]) -> 
     assert log.read_text().count("event loop: uvloop") == 2, log.read_text()
 
 
-def test_an_unknown_event_loop_is_a_usage_error(redis_url: str, database_url: str) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["worker", "--app", "taskflow_worker.examples:router"],
+        [  # free ports, though the command stops before it binds them
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--grpc-port",
+            str(free_port()),
+            "--http-port",
+            str(free_port()),
+        ],
+    ],
+    ids=["worker", "api"],
+)
+def test_an_unknown_event_loop_is_a_usage_error(
+    argv: list[str], redis_url: str, database_url: str
+) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "taskflow", "worker", "--app", "taskflow_worker.examples:router"],
+        [sys.executable, "-m", "taskflow", *argv],
         env=_env(redis_url, database_url, "tokio"),
         capture_output=True,
         text=True,

@@ -9,14 +9,20 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from taskflow.bench.processes import terminate
 from taskflow.store import apply_migrations
 from taskflow_worker.health import MAX_REQUEST_BYTES, HealthServer
+from tests.observability.scrape import free_port
+
+DEADLINE = 60.0
 
 
 def fake_worker(draining: bool = False) -> Any:
@@ -170,8 +176,6 @@ WORKER_SCRIPT = textwrap.dedent(
 
 
 def test_a_worker_process_never_imports_aiohttp(redis_url: str, database_url: str) -> None:
-    from tests.observability.scrape import free_port
-
     asyncio.run(apply_migrations(database_url))
     env = {**os.environ, "TASKFLOW_REDIS_URL": redis_url, "TASKFLOW_DATABASE_URL": database_url}
     out = subprocess.run(
@@ -183,3 +187,38 @@ def test_a_worker_process_never_imports_aiohttp(redis_url: str, database_url: st
         check=True,
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"status": "200", "aiohttp": []}
+
+
+async def test_the_worker_command_serves_health_on_the_health_host_only(
+    redis_url: str, database_url: str, tmp_path: Path
+) -> None:
+    await apply_migrations(database_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKFLOW_")}
+    env |= {"TASKFLOW_REDIS_URL": redis_url, "TASKFLOW_DATABASE_URL": database_url}
+    port = free_port()
+    log = tmp_path / "worker.log"
+    argv = ["--app", "taskflow_worker.examples:router", "--health-port", str(port)]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "taskflow", "worker", *argv, "--health-host", "127.0.0.1"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        end = time.monotonic() + DEADLINE
+        while True:
+            assert proc.poll() is None, f"the worker exited:\n{log.read_text()}"
+            try:
+                status, _, body = await exchange(port, get("/healthz"))
+                break
+            except OSError:
+                assert time.monotonic() < end, f"no health endpoint:\n{log.read_text()}"
+                await asyncio.sleep(0.05)
+        assert status == 200 and json.loads(body)["draining"] is False
+        # Another loopback address reaches a socket bound to every interface, not this one.
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.2", port)
+    finally:
+        terminate([proc], grace=DEADLINE)

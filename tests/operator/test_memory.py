@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from taskflow.procfs import rss_bytes
 from taskflow_operator import memory
-from taskflow_operator.memory import MB, Trimmer, TrimPolicy, rss_bytes
+from taskflow_operator.memory import MB, Trimmer, TrimPolicy
 
 glibc = pytest.mark.skipif(
     memory._glibc() is None or Trimmer.create() is None, reason="needs glibc 2.33+"

@@ -12,8 +12,9 @@ import psycopg
 import redis.exceptions
 
 from taskflow import eventloop
-from taskflow.cli.errors import CommandError, UsageError, unreachable
+from taskflow.cli.errors import CommandError, UsageError, loop_factory, unreachable
 from taskflow.config import Settings
+from taskflow.embedded import PORT_IN_USE, port_unavailable
 from taskflow.keys import QueueRef
 from taskflow.loading import AppLoadError
 from taskflow.tether import STOP_MARGIN, follow_parent
@@ -41,13 +42,15 @@ def run_worker(
     concurrency: int,
     drain_grace: float,
     health_port: int | None = None,
+    health_host: str = "0.0.0.0",
     watch_parent: int | None = None,
 ) -> int:
     """Run a worker until SIGTERM/SIGINT, then drain; 0 after a clean stop.
 
     With ``watch_parent`` the worker also stops when that process ends (``taskflow dev``
     killed outright), and is killed if its drain outlasts ``drain_grace``. Raises
-    ``UsageError`` for a bad ``app`` or settings, ``CommandError`` for an unreachable store.
+    ``UsageError`` for a bad ``app``, settings or health address, ``CommandError`` for an
+    unreachable store.
     """
     try:
         router = check_app(app)
@@ -62,14 +65,16 @@ def run_worker(
         concurrency=concurrency,
         drain_grace=drain_grace,
     )
-    try:
-        factory = eventloop.loop_factory()
-    except eventloop.EventLoopError as exc:
-        raise UsageError(str(exc)) from None
+    factory = loop_factory()
+    if health_port is not None:
+        _check_health_address(health_host, health_port)
     if watch_parent is not None:
         follow_parent(watch_parent, grace=drain_grace + STOP_MARGIN)
     try:
-        eventloop.run(serve_worker(router, settings, config, health_port=health_port), factory)
+        serving = serve_worker(
+            router, settings, config, health_port=health_port, health_host=health_host
+        )
+        eventloop.run(serving, factory)
     except psycopg.OperationalError as exc:
         raise unreachable("PostgreSQL", settings.database_url, exc) from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -77,3 +82,12 @@ def run_worker(
     except OSError as exc:
         raise CommandError(str(exc)) from None
     return 0
+
+
+def _check_health_address(host: str, port: int) -> None:
+    """A ``UsageError`` naming the flag when the health endpoint cannot listen on host:port
+    (a taken port, a name that does not resolve, an address of another machine)."""
+    reason = port_unavailable(host, port)
+    if reason is not None:
+        flag = "--health-port" if reason == PORT_IN_USE else "--health-host"
+        raise UsageError(f"{flag}: cannot listen on {host}:{port}: {reason}")

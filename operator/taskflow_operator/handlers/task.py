@@ -5,7 +5,6 @@ TaskQueue a Task names is read from an index, not the API)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from typing import Any
@@ -15,6 +14,7 @@ import kopf
 from taskflow.config import Settings
 from taskflow.engine import UNAVAILABLE_ERRORS, Engine
 from taskflow.store.tasks import TaskStore
+from taskflow.waiting import stopped_within
 from taskflow_operator.context import OperatorContext, context
 from taskflow_operator.crd import GROUP, TASK, TASKQUEUE, VERSION
 from taskflow_operator.reconcile.tasks import (
@@ -51,9 +51,7 @@ async def _follow(
             store = await TaskStore.open(small)
         except UNAVAILABLE_ERRORS as exc:
             log.warning("the Task mirror waits for PostgreSQL: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ctx.stop.wait(), timeout=5)
-            if ctx.stop.is_set():
+            if await stopped_within(ctx.stop, 5):
                 return
             continue
         ctx.mirror_engine = Engine(small, store, ctx.engine.dispatcher)

@@ -12,13 +12,13 @@ patch is due, or the patch finds it gone (404).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from taskflow.errors import Unavailable
+from taskflow.waiting import stopped_within
 from taskflow_operator.taskstatus import status_changed
 
 log = logging.getLogger("taskflow.operator.mirror")
@@ -161,5 +161,4 @@ class BatchMirror(Generic[R]):
                     log.warning("mirroring paused: %s", exc, extra={"kind": self.kind})
                 except Exception:
                     log.exception("mirroring failed; retrying", extra={"kind": self.kind})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+            await stopped_within(stop, interval)

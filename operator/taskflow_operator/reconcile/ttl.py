@@ -8,13 +8,13 @@ anyway): a pass costs nothing when nothing is due, and never lists Tasks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from taskflow.waiting import stopped_within
 from taskflow_operator.context import OperatorContext
 from taskflow_operator.crd import TASK
 from taskflow_operator.taskstatus import is_finished
@@ -94,5 +94,4 @@ class TtlSweeper:
                     await self.sweep()
                 except Exception:
                     log.exception("deleting expired tasks failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.ctx.config.task_poll_seconds)
+            await stopped_within(stop, self.ctx.config.task_poll_seconds)
