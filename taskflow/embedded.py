@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -71,13 +72,42 @@ class EmbeddedServerError(Exception):
 # ---------------------------------------------------------------------------------------------
 
 
+#: The lowest port ``free_port`` hands out.
+PORT_FLOOR = 10000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the range the kernel gives outgoing connections their source from."""
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that nothing listens on right now."""
+    """Return a TCP port on ``host`` that nothing listens on right now.
+
+    The port is picked below the ephemeral range when there is room: a port the kernel hands
+    out for ``bind(0)`` comes from the range every outgoing connection takes its source port
+    from, so on a busy machine any client's ``connect()`` could hold it before the caller
+    binds it (``taskflow dev`` then refused its ``--grpc-port`` as taken).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    low = _ephemeral_low()
+    if low - PORT_FLOOR >= 1000:
+        for _ in range(100):
+            port = random.randrange(PORT_FLOOR, low)
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        found: int = sock.getsockname()[1]
+        return found
 
 
 def port_unavailable(host: str, port: int) -> str | None:

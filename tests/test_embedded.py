@@ -277,3 +277,31 @@ def test_database_url_is_a_fresh_empty_database(database_url: str, round_: int) 
         name = conn.execute("SELECT current_database()").fetchone()
         assert name is not None and str(name[0]).startswith("t_test_database_url_is_a_fresh")
         conn.execute("CREATE TABLE left_behind (id int)")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_free_ports_come_from_below_the_ephemeral_range() -> None:
+    """Outgoing connections take their source ports from the ephemeral range: a port picked
+    there can be taken by any client on the machine before the caller binds it."""
+    low = embedded._ephemeral_low()
+    ports = {free_port() for _ in range(20)}
+    assert all(embedded.PORT_FLOOR <= p < low for p in ports), (low, sorted(ports))
+    assert all(_bindable(p) for p in ports)
+
+
+def test_free_port_takes_the_kernels_choice_without_room_below_the_range(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_low = embedded._ephemeral_low()
+    monkeypatch.setattr(embedded, "_ephemeral_low", lambda: embedded.PORT_FLOOR + 10)
+    port = free_port()
+    assert port >= real_low  # bind(0) hands out ports of the ephemeral range
+    assert _bindable(port)

@@ -13,6 +13,7 @@ import pytest
 
 from taskflow.api import ApiServer
 from taskflow.config import Settings
+from taskflow.embedded import free_port
 from taskflow.engine import Engine
 from taskflow.housekeeping import Housekeeper
 from taskflow.keys import QueueRef
@@ -20,7 +21,6 @@ from taskflow.store import apply_migrations
 from taskflow_worker import PermanentError, Router, TaskContext
 from taskflow_worker.runtime import WorkerConfig
 from taskflow_worker.serve import serve_worker
-from tests.observability.scrape import free_port
 
 QUEUE = "observed"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 
@@ -55,9 +54,3 @@ async def scrape_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"figures did not move within {timeout}s:\n{last}")
         await asyncio.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from taskflow.bench.processes import terminate
+from taskflow.embedded import free_port
 from taskflow.store import apply_migrations
 from taskflow_worker.health import MAX_REQUEST_BYTES, HealthServer
-from tests.observability.scrape import free_port
 
 DEADLINE = 60.0
 
