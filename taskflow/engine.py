@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -177,7 +177,7 @@ class Engine:
     async def _submit_batch(self, specs: Sequence[TaskSubmission]) -> list[SubmitResult]:
         now = utcnow()
         refs = [spec.queue_ref for spec in specs]  # built once per task: they are hashed twice
-        defaults = {ref: await self.defaults_for(ref) for ref in set(refs)}
+        defaults = await self.defaults_of(refs)
         new = [self.new_task(s, defaults[ref], now) for s, ref in zip(specs, refs, strict=True)]
         with unavailable("PostgreSQL"):
             results = await self.store.insert(new)
@@ -185,8 +185,9 @@ class Engine:
         await self.dispatch_new([t for t in new if t.id in created])
         return results
 
-    async def defaults_of(self, specs: Sequence[TaskSubmission]) -> dict[QueueRef, QueueDefaults]:
-        return {ref: await self.defaults_for(ref) for ref in {s.queue_ref for s in specs}}
+    async def defaults_of(self, refs: Iterable[QueueRef]) -> dict[QueueRef, QueueDefaults]:
+        """The settings of each queue of ``refs`` (a ref may repeat)."""
+        return {ref: await self.defaults_for(ref) for ref in set(refs)}
 
     def new_task(
         self,

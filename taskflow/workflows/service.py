@@ -33,7 +33,7 @@ class DagService:
             self.engine.check_payload(step.task, f"{field}.steps[{i}].payload_json")
         now = utcnow()
         run_id = new_task_id()
-        defaults = await self.engine.defaults_of([s.task for s in dag.steps])
+        defaults = await self.engine.defaults_of(s.task.queue_ref for s in dag.steps)
         # ids in step order (time-ordered ids may repeat their millisecond): steps list in order
         ids = sorted(new_task_id() for _ in dag.steps)
         steps = [
