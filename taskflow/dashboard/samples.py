@@ -89,7 +89,6 @@ class QueueSampler:
         self.interval = interval
         self._readings: deque[Reading] = deque(maxlen=size + 1)
         self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
 
     async def sample(self, now: float | None = None) -> Reading | None:
         """Take one reading (None when the stores do not answer: a gap in the charts)."""
@@ -127,24 +126,18 @@ class QueueSampler:
 
     def start(self) -> None:
         if self._task is None:
-            self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name="dashboard-sampler")
 
     async def stop(self) -> None:
-        """Stop sampling (the loop also checks a flag, and ends at its next turn)."""
+        """Stop sampling."""
         if self._task is not None:
-            self._stopping.set()
             await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
+        while True:
             try:
                 await self.sample()
             except Exception:
                 log.exception("queue sample failed")
-            try:
-                async with asyncio.timeout(self.interval):
-                    await self._stopping.wait()
-            except TimeoutError:
-                continue
+            await asyncio.sleep(self.interval)
