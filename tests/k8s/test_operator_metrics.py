@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kubernetes import client
 
+from taskflow.embedded import free_port
 from taskflow.engine import Engine
 from taskflow.keys import QueueRef
 from taskflow.models import TaskState
@@ -15,7 +16,7 @@ from taskflow_worker.examples import router
 from taskflow_worker.runtime import Worker, WorkerConfig
 from tests.k8s.operator_support import Objects, RunningOperator, operator_config, taskqueue
 from tests.k8s.test_operator_scaling import submit
-from tests.observability.scrape import Samples, free_port, scrape, scrape_until
+from tests.observability.scrape import Samples, scrape, scrape_until
 
 
 async def test_operator_metrics_follow_backlog_and_scaling(
